@@ -265,7 +265,7 @@ class TrainerConfig:
     lr: float = 1e-3
     optimizer: Literal["adam", "adagrad", "sgd"] = "adam"
     reg: float = 1e-4  # L2 on the batch's layer-0 embeddings
-    loss: Literal["bpr", "hinge", "group_hinge"] = "bpr"
+    loss: Literal["auto", "bpr", "hinge", "group_hinge"] = "auto"  # auto: group_hinge for GDNS, else bpr
     margin: float = 1.0
     num_negatives: int = 1
     seed: int = 2026
@@ -276,6 +276,7 @@ class TrainerConfig:
     patience: int = 10  # evaluations without improvement before stopping
     valid_metric: str = "ndcg@10"
     progress: Literal["auto", "on", "off"] = "auto"
+    fail_after_epoch: int | None = None  # fault-injection for tests: fail once after this epoch's checkpoint
 
     def __post_init__(self) -> None:
         require(self.epochs >= 0, "trainer.epochs", "must be >= 0")
@@ -426,3 +427,11 @@ def build_run_config(tree: Mapping[str, Any]) -> RunConfig:
 def load_run_config(overrides: Sequence[str] = (), base: Mapping[str, Any] | None = None) -> RunConfig:
     """Resolve and validate in one call."""
     return build_run_config(resolve(overrides, base))
+
+
+def config_tree(cfg: RunConfig) -> dict[str, Any]:
+    """The resolvable mapping of ``cfg`` (model/sampler parameters inline): ``build_run_config`` inverts it."""
+    tree = to_plain(cfg)
+    for group in ("model", "sampler"):
+        tree[group] = {"name": tree[group]["name"], **tree[group]["params"]}
+    return tree

@@ -1,0 +1,187 @@
+"""The ``raysearch`` command.
+
+Every subcommand takes ``key=value`` configuration overrides (see ``raysearch.config``). Errors caused by
+input (a bad file, an unknown key) print one line to stderr and exit with status 2; ``--debug`` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from raysearch.errors import RaysearchError
+
+EXIT_USER_ERROR = 2
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    p.add_argument("--data-dir", help="directory holding the datasets (else $RAYSEARCH_DATA_DIR, else ../shared/data)")
+    p.add_argument("--cache-dir", help="parsed-dataset cache (else $RAYSEARCH_CACHE_DIR, else ~/.cache/raysearch)")
+
+
+# --------------------------------------------------------------------------- data
+def _cmd_data_list(args: argparse.Namespace) -> int:
+    from raysearch.data import list_datasets
+
+    rows = list_datasets(data_dir=args.data_dir)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        status = "present" if r["present"] else "missing"
+        folder = r.get("folder") or "(generated)"
+        print(f"{r['name']:<{width}}  {r['format']:<9}  {status:<8}  {folder}")
+    return 0
+
+
+def _cmd_data_describe(args: argparse.Namespace) -> int:
+    from raysearch.config import build_run_config, resolve
+    from raysearch.data import describe, format_description, load_dataset
+
+    overrides = [o for o in args.overrides if "=" in o]
+    names = [o for o in args.overrides if "=" not in o]
+    if len(names) > 1:
+        raise RaysearchError(f"describe takes one dataset name, got {', '.join(names)}")
+    if args.path:
+        overrides = [f"dataset.path={args.path}", *overrides]
+        if args.format:
+            overrides.append(f"dataset.format={args.format}")
+    elif names:
+        overrides = [f"dataset={names[0]}", *overrides]
+    elif args.format:
+        raise RaysearchError("--format needs --path")
+    cfg = build_run_config(resolve(overrides)).dataset
+    ds = load_dataset(cfg, data_dir=args.data_dir, cache_dir=args.cache_dir, use_cache=not args.no_cache)
+    info = describe(ds)
+    print(json.dumps(info, indent=2) if args.json else format_description(info))
+    return 0
+
+
+# --------------------------------------------------------------------------- train
+def _cmd_train(args: argparse.Namespace) -> int:
+    from raysearch.train import train
+
+    results = train(args.overrides, out=args.out, resume=args.resume, data_dir=args.data_dir,
+                    cache_dir=args.cache_dir)
+    print(format_results(results))
+    return 0
+
+
+def format_results(results: dict) -> str:
+    """A short human summary of a finished run."""
+    lines = [
+        f"dataset {results['dataset']['name']}  model {results['model']['name']}  sampler {results['sampler']['name']}"
+        f"  seed {results['seed']}  protocol {results['protocol']['protocol']}",
+    ]
+    for name, stage in results["stages"].items():
+        lines.append(f"  stage {name}: {stage['epochs_run']} epochs, best epoch {stage['best_epoch']}, "
+                     f"{stage['epoch_seconds_mean'] or 0:.2f} s/epoch, sampling share "
+                     f"{(stage['sampling_share'] or 0) * 100:.1f}%")
+    keys = sorted(results["test"], key=lambda k: (k.split("@")[0], int(k.split("@")[1])))
+    width = max(len(k) for k in keys)
+    lines.append(f"  {'metric':<{width}}  {'valid':>8}  {'test':>8}")
+    for k in keys:
+        lines.append(f"  {k:<{width}}  {results['valid'].get(k, float('nan')):8.4f}  {results['test'][k]:8.4f}")
+    run_dir = results.get("run_dir")
+    if run_dir:
+        lines.append(f"  results: {run_dir}/results.json")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- bench
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from importlib import import_module
+
+    module = import_module(f"raysearch.bench.{BENCHES[args.what]}")
+    kwargs = {}
+    if args.quick:
+        kwargs["quick"] = True
+    if args.data_dir and "data_dir" in module.run.__code__.co_varnames:
+        kwargs["data_dir"] = args.data_dir
+    result = module.run(**kwargs)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=2, default=str)
+    return 0
+
+
+BENCHES = {"samplers": "samplers", "eval": "evaluation"}
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="raysearch",
+        description="Which negative sampler, with which hyperparameters, at what cost, for my data and model?",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = sub.add_parser("data", help="list, inspect and validate datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    p = data_sub.add_parser("list", help="the named datasets and whether their files are present")
+    _add_common(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_data_list)
+    p = data_sub.add_parser(
+        "describe",
+        help="load a dataset and print its statistics",
+        description="Load a named dataset (or your own files with --path/--format) and print users, items, "
+        "interactions per split, density, popularity Gini and the sources' sha256.",
+    )
+    _add_common(p)
+    p.add_argument("overrides", nargs="*", metavar="NAME|key=value", help="dataset name and dataset.* overrides")
+    p.add_argument("--path", help="your own file or directory")
+    p.add_argument("--format", help="its format: lightgcn, movielens, ncf, npy, csv, parquet, recbole")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--no-cache", action="store_true", help="parse again even if a cached copy exists")
+    p.set_defaults(func=_cmd_data_describe)
+
+    p = sub.add_parser(
+        "train",
+        help="train a backbone with a sampler, select on validation, test once",
+        description="Train MODEL with SAMPLER on DATASET (ICPNS runs both of its stages), select on validation, "
+        "evaluate the selected model on test once, and write a run directory with the resolved config, "
+        "per-epoch metrics, checkpoints and results.json.",
+    )
+    _add_common(p)
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="e.g. dataset=ml-100k model=lightgcn sampler=icpns trainer.epochs=20")
+    p.add_argument("--out", help="run directory (default: runs/<time>-<dataset>-<model>-<sampler>)")
+    p.add_argument("--resume", metavar="DIR", help="continue an interrupted run from its last checkpoint")
+    p.set_defaults(func=_cmd_train)
+
+    bench = sub.add_parser("bench", help="measure speed (samplers, evaluation)")
+    bench.add_argument("what", choices=sorted(BENCHES), help="what to measure")
+    _add_common(bench)
+    bench.add_argument("--quick", action="store_true", help="a smaller, faster run")
+    bench.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
+    bench.set_defaults(func=_cmd_bench)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False) or os.environ.get("RAYSEARCH_DEBUG") == "1"
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return int(func(args) or 0)
+    except RaysearchError as err:
+        if debug:
+            raise
+        print(f"raysearch: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("raysearch: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

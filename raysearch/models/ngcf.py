@@ -1,0 +1,73 @@
+"""NGCF (Wang et al., SIGIR 2019), as its official PyTorch code (NGCF-PyTorch).
+
+Per layer k: side = A_hat @ e; e' = LeakyReLU_0.2(side W_gc + b_gc + (e * side) W_bi + b_bi), message
+dropout, then the L2-normalised e' is kept; the final representation concatenates layer 0 and every
+normalised layer. A_hat = D^-1 (A + I) (the official ``norm_adj``), with node dropout on its entries.
+Departure: the official code regularises the final concatenated representations; raysearch applies
+the same L2 term as every other backbone (the batch's layer-0 rows) so that ``trainer.reg`` means one
+thing across backbones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from raysearch.config import require
+from raysearch.models.base import MODELS, Recommender, Representations
+from raysearch.models.graph import SparseGraph, mean_normalised_with_self_loops
+
+
+@dataclass(frozen=True)
+class NGCFParams:
+    dim: int = 64
+    layer_sizes: tuple[int, ...] = (64, 64, 64)
+    node_dropout: float = 0.1
+    message_dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        require(self.dim >= 1, "model.dim", "must be >= 1")
+        require(all(s >= 1 for s in self.layer_sizes), "model.layer_sizes", "must be positive sizes")
+        require(0 <= self.node_dropout < 1, "model.node_dropout", "must be in [0, 1)")
+        require(0 <= self.message_dropout < 1, "model.message_dropout", "must be in [0, 1)")
+
+
+@MODELS.register("ngcf")
+class NGCF(Recommender):
+    name = "ngcf"
+    propagates = True
+    Params = NGCFParams
+
+    def __init__(self, n_users, n_items, params, train, tables=None):
+        self._sizes = (params.dim, *params.layer_sizes)
+        self.gc = None
+        super().__init__(n_users, n_items, params, train, tables=tables)
+        self.graph = SparseGraph(mean_normalised_with_self_loops(train))
+
+    def reset_parameters(self) -> None:
+        self.tables.initialise(nn.init.xavier_uniform_)
+        if self.gc is None:
+            pairs = list(zip(self._sizes[:-1], self._sizes[1:], strict=True))
+            self.gc = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
+            self.bi = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
+        with torch.no_grad():
+            for layer in (*self.gc, *self.bi):
+                # The official code draws both W and b (as a (1, out) matrix) with Xavier-uniform.
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.xavier_uniform_(layer.bias.view(1, -1))
+
+    def propagate(self) -> Representations:
+        ego = torch.cat([self.tables.user_table(), self.tables.item_table()], dim=0)
+        self.graph = self.graph.to(ego.device)
+        graph = self.graph.with_dropout(self.params.node_dropout) if self.training else self.graph
+        layers = [ego]
+        for gc, bi in zip(self.gc, self.bi, strict=True):
+            side = graph.propagate(ego)
+            ego = F.leaky_relu(gc(side) + bi(ego * side), negative_slope=0.2)
+            ego = F.dropout(ego, p=self.params.message_dropout, training=self.training)
+            layers.append(F.normalize(ego, p=2, dim=1))
+        final = torch.cat(layers, dim=1)
+        return Representations(final[: self.n_users], final[self.n_users :])

@@ -1,0 +1,57 @@
+"""What the training loop needs to know about the processes it runs among.
+
+The loop is written once. In one process it gets ``LocalContext`` (rank 0 of 1: every user, no
+communication); under Ray Train it gets the distributed context of ``raysearch.distributed``, which
+shards users across ranks and gathers per-user evaluation values. Nothing else in the loop changes.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from raysearch.evaluation import EvalResult
+
+
+class TrainingContext(Protocol):
+    rank: int
+    world_size: int
+
+    @property
+    def is_main(self) -> bool: ...
+
+    def my_users(self, n_users: int) -> np.ndarray:
+        """int64: the users this process trains on and evaluates."""
+
+    def gather_eval(self, result: EvalResult) -> EvalResult:
+        """Every process's per-user values merged (each user exactly once)."""
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        """Element-wise sum over processes (float64)."""
+
+    def broadcast_object(self, obj: object) -> object:
+        """Rank 0's ``obj`` on every process."""
+
+
+class LocalContext:
+    """A single process: it owns every user."""
+
+    rank = 0
+    world_size = 1
+
+    @property
+    def is_main(self) -> bool:
+        return True
+
+    def my_users(self, n_users: int) -> np.ndarray:
+        return np.arange(n_users, dtype=np.int64)
+
+    def gather_eval(self, result: EvalResult) -> EvalResult:
+        return result
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        return np.asarray(values, dtype=np.float64)
+
+    def broadcast_object(self, obj: object) -> object:
+        return obj

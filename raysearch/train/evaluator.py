@@ -1,0 +1,93 @@
+"""Validation and test evaluation of a model on a dataset, under the run's protocol.
+
+Validation masks the user's train items (full ranking) or ranks against the validation negatives
+(sampled); test masks train and validation items, or ranks against the test negatives. The protocol is
+resolved once (``eval.protocol=auto`` means sampled exactly when the dataset ships sampled negatives)
+and recorded in every result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from raysearch.config import EvalConfig
+from raysearch.data.dataset import Dataset
+from raysearch.errors import ConfigError
+from raysearch.evaluation import EvalResult, evaluate_full, evaluate_sampled, metric_key, popularity_bands
+from raysearch.models.base import Recommender
+from raysearch.train.context import LocalContext, TrainingContext
+
+
+def resolve_protocol(dataset: Dataset, cfg: EvalConfig) -> str:
+    if cfg.protocol == "auto":
+        return "sampled" if dataset.has_sampled_negatives else "full"
+    if cfg.protocol == "sampled" and not dataset.has_sampled_negatives:
+        raise ConfigError(f"eval.protocol: 'sampled' needs sampled negatives, which dataset {dataset.name!r} lacks "
+                          "(use a leave-one-out dataset or dataset.num_negatives)")
+    return cfg.protocol
+
+
+class Evaluator:
+    """Evaluates a model's validation or test metrics; each process evaluates its own users."""
+
+    def __init__(self, dataset: Dataset, cfg: EvalConfig, valid_metric: str,
+                 context: TrainingContext | None = None):
+        self.dataset = dataset
+        self.cfg = cfg
+        self.context = context or LocalContext()
+        self.protocol = resolve_protocol(dataset, cfg)
+        keys = {metric_key(m, k) for m in cfg.metrics for k in cfg.ks}
+        if valid_metric not in keys:
+            raise ConfigError(f"trainer.valid_metric: {valid_metric!r} is not computed "
+                              f"(eval.metrics x eval.ks give: {', '.join(sorted(keys))})")
+        self.valid_metric = valid_metric
+        self.item_bands = popularity_bands(dataset.item_popularity, cfg.bands)
+        self.users = self.context.my_users(dataset.n_users)
+
+    def describe(self) -> dict[str, Any]:
+        """The protocol as recorded with results."""
+        return {
+            "protocol": self.protocol,
+            "ks": list(self.cfg.ks),
+            "metrics": list(self.cfg.metrics),
+            "tie": self.cfg.tie,
+            "valid_metric": self.valid_metric,
+            "masked_at_validation": ["train"] if self.protocol == "full" else [],
+            "masked_at_test": ["train", "valid"] if self.protocol == "full" else [],
+            "n_negatives": None if self.protocol == "full" else int(self.dataset.test_negatives.shape[1]),
+            "popularity_bands": list(self.cfg.bands),
+        }
+
+    @torch.no_grad()
+    def evaluate(self, model: Recommender, split: str) -> EvalResult:
+        """``split`` is "valid" or "test". The model is put in eval mode and restored afterwards."""
+        ds = self.dataset
+        was_training = model.training
+        model.eval()
+        try:
+            reps = model.propagate()
+            user_q, items = model.query(reps.users), reps.items
+            heldout = ds.valid if split == "valid" else ds.test
+            if self.protocol == "full":
+                exclude = {"train": ds.train} if split == "valid" else {"train": ds.train, "valid": ds.valid}
+                result = evaluate_full(
+                    lambda users: user_q[users.to(user_q.device)] @ items.T,
+                    heldout, exclude, self.cfg.ks, self.cfg.metrics, batch_users=self.cfg.batch_users,
+                    users=self.users, item_bands=self.item_bands, tie=self.cfg.tie,
+                )
+            else:
+                negatives = ds.valid_negatives if split == "valid" else ds.test_negatives
+
+                def pair_scores(users, cand):
+                    u = torch.as_tensor(np.asarray(users), device=user_q.device)
+                    c = torch.as_tensor(np.asarray(cand), device=user_q.device)
+                    return (user_q[u].unsqueeze(1) * items[c]).sum(-1)
+
+                result = evaluate_sampled(pair_scores, heldout, negatives, self.cfg.ks, self.cfg.metrics,
+                                          tie=self.cfg.tie, users=self.users, batch_users=self.cfg.batch_users)
+        finally:
+            model.train(was_training)
+        return self.context.gather_eval(result)

@@ -1,0 +1,289 @@
+"""Pipelines: what ``raysearch train`` runs for a sampler, from a dataset to one test evaluation.
+
+Most samplers train in one stage. ICPNS runs two (pre-train with random negatives, cluster users on the
+best pre-trained model, fine-tune with in-community popularity negatives and a fresh optimiser); GDNS
+can add the false-negative analysis of its paper. Pipelines are registered by sampler name; each declares
+the keys it reads from the ``sampler`` config group, the rest go to ``make_sampler``.
+
+Whatever the pipeline, selection uses validation only and the selected model is evaluated on test once,
+at the very end; the result records the protocol, dataset fingerprint, seed and code version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from raysearch.communities import cluster_users, community_summary
+from raysearch.config import RunConfig, from_mapping, require, to_plain
+from raysearch.data.dataset import Dataset
+from raysearch.data.interactions import Interactions
+from raysearch.models import make_model
+from raysearch.models.base import Recommender
+from raysearch.registry import Registry
+from raysearch.rng import make_rng
+from raysearch.samplers import make_sampler
+from raysearch.train.context import LocalContext, TrainingContext
+from raysearch.train.evaluator import Evaluator
+from raysearch.train.rundir import RunDir
+from raysearch.train.trainer import StageOutcome, StageSpec, Trainer
+from raysearch.version import code_version
+
+
+@dataclass
+class PipelineRun:
+    """What a pipeline produces before the test evaluation."""
+
+    stages: list[StageOutcome]
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A registered pipeline: its own config keys (a frozen dataclass) and the function that runs it."""
+
+    Params: type
+    run: Callable[..., PipelineRun]
+
+
+PIPELINES: Registry[Pipeline] = Registry("pipeline")
+
+
+def split_sampler_params(params: Mapping[str, Any], pipeline_params_cls: type) -> tuple[Any, dict[str, Any]]:
+    """(pipeline params dataclass, remaining sampler params) from the ``sampler`` config group."""
+    own = {f.name for f in dataclasses.fields(pipeline_params_cls)}
+    mine = {k: v for k, v in params.items() if k in own}
+    rest = {k: v for k, v in params.items() if k not in own}
+    return from_mapping(pipeline_params_cls, mine, "sampler"), rest
+
+
+# --------------------------------------------------------------------------- single stage
+@dataclass(frozen=True)
+class NoParams:
+    pass
+
+
+def run_single(trainer: Trainer, cfg: RunConfig, dataset: Dataset, params: NoParams,
+               sampler_params: dict[str, Any]) -> PipelineRun:
+    sampler = make_sampler(cfg.sampler.name, dataset.train, **sampler_params)
+    outcome = trainer.fit(StageSpec("train", sampler, cfg.trainer.epochs, cfg.trainer.lr))
+    return PipelineRun([outcome], {"sampler_params": _params_of(sampler)})
+
+
+# --------------------------------------------------------------------------- ICPNS
+@dataclass(frozen=True)
+class IcpnsPipelineParams:
+    """Keys of ``conf/sampler/icpns.yaml`` read by the pipeline (``alpha`` etc. go to the sampler)."""
+
+    n_communities: int = 8
+    pretrain: bool = True  # false: communities from the initial model (ablation "no pre-training")
+    pretrain_epochs: int | None = None  # None: trainer.epochs
+    finetune_epochs: int | None = None  # None: trainer.epochs
+    finetune_lr: float | None = None  # None: trainer.lr
+    cluster_seed: int | None = None  # None: trainer.seed
+
+    def __post_init__(self) -> None:
+        require(self.n_communities >= 1, "sampler.n_communities", "must be >= 1")
+        require(self.pretrain_epochs is None or self.pretrain_epochs >= 0, "sampler.pretrain_epochs", "must be >= 0")
+        require(self.finetune_epochs is None or self.finetune_epochs >= 0, "sampler.finetune_epochs", "must be >= 0")
+        require(self.finetune_lr is None or self.finetune_lr > 0, "sampler.finetune_lr", "must be > 0")
+
+
+def run_icpns(trainer: Trainer, cfg: RunConfig, dataset: Dataset, params: IcpnsPipelineParams,
+              sampler_params: dict[str, Any]) -> PipelineRun:
+    t = cfg.trainer
+    stages: list[StageOutcome] = []
+    if params.pretrain:
+        rns = make_sampler("rns", dataset.train)
+        stages.append(trainer.fit(StageSpec("pretrain", rns, _or(params.pretrain_epochs, t.epochs), t.lr)))
+    run_dir = trainer.run_dir
+    path = run_dir.path / "communities.npy"
+    if path.exists():  # resumed: the assignment is frozen once computed
+        communities = np.load(path)
+    else:
+        seed = _or(params.cluster_seed, t.seed)
+        communities = cluster_users(trainer.model.user_representations(), params.n_communities, seed)
+        communities = np.asarray(trainer.context.broadcast_object(communities))
+        if trainer.context.is_main:
+            np.save(path, communities)
+    summary = community_summary(dataset.train, communities)
+    run_dir.write_json("communities.json", summary)
+    sampler = make_sampler("icpns", dataset.train, communities=communities, **sampler_params)
+    lr = _or(params.finetune_lr, t.lr)
+    # A fresh optimiser: Trainer.fit builds one per stage (the official code re-creates Adam).
+    stages.append(trainer.fit(StageSpec("finetune", sampler, _or(params.finetune_epochs, t.epochs), lr)))
+    return PipelineRun(stages, {"communities": summary, "sampler_params": _params_of(sampler)})
+
+
+# --------------------------------------------------------------------------- GDNS
+@dataclass(frozen=True)
+class GdnsPipelineParams:
+    false_negative_analysis: bool = False  # the GDNS paper's section 4.6 (see run_gdns)
+
+
+def run_gdns(trainer: Trainer, cfg: RunConfig, dataset: Dataset, params: GdnsPipelineParams,
+             sampler_params: dict[str, Any]) -> PipelineRun:
+    """Plain GDNS training, or the false-negative analysis.
+
+    Analysis: one training positive of every user with at least two is taken out of train and pinned
+    into the user's GDNS candidate pool as a known false negative; after every epoch the H and G of
+    pinned entries and of ordinary seen candidates are summarised (quantiles and histograms), so that a
+    user can check that G separates them (the paper finds lower G for false negatives).
+    """
+    if not params.false_negative_analysis:
+        return run_single(trainer, cfg, dataset, NoParams(), sampler_params)
+    fn_users, fn_items, reduced = hold_out_false_negatives(dataset.train, make_rng(cfg.trainer.seed, "false-negatives"))
+    trainer.dataset = dataclasses.replace(dataset, train=reduced)
+    sampler = make_sampler("gdns", reduced, **sampler_params)
+    sampler.pin(fn_users, fn_items)
+    history: list[dict[str, Any]] = []
+    trainer.epoch_callbacks.append(lambda epoch, s: history.append({"epoch": epoch, **false_negative_stats(s)}))
+    outcome = trainer.fit(StageSpec("train", sampler, cfg.trainer.epochs, cfg.trainer.lr))
+    trainer.dataset = dataset
+    analysis = {"n_false_negatives": int(fn_users.size), "per_epoch": history,
+                "final": false_negative_stats(sampler, histogram_bins=20)}
+    trainer.run_dir.write_json("false_negatives.json", analysis)
+    return PipelineRun([outcome], {"false_negative_analysis": analysis, "sampler_params": _params_of(sampler)})
+
+
+def hold_out_false_negatives(train: Interactions, rng: np.random.Generator
+                             ) -> tuple[np.ndarray, np.ndarray, Interactions]:
+    """One random train positive per user with >= 2: (users, items, train without them)."""
+    users, items = train.pairs()
+    eligible = train.user_counts()[users] >= 2
+    keys = rng.random(users.size)
+    keys[~eligible] = np.inf
+    order = np.lexsort((keys, users))
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = users[order][1:] != users[order][:-1]
+    chosen = order[first & eligible[order]]
+    keep = np.ones(users.size, dtype=bool)
+    keep[chosen] = False
+    reduced = Interactions.from_pairs(users[keep], items[keep], train.n_users, train.n_items)
+    return users[chosen], items[chosen], reduced
+
+
+def false_negative_stats(sampler: Any, histogram_bins: int | None = None) -> dict[str, Any]:
+    """Quantiles (and optionally histograms on [0, 1]) of H and G for pinned vs other seen pool entries."""
+    state = sampler.pool_state()
+    seen = np.asarray(state["seen"], dtype=bool)
+    pinned = np.asarray(state["pinned"], dtype=bool) & seen
+    others = seen & ~np.asarray(state["pinned"], dtype=bool)
+    out: dict[str, Any] = {}
+    for key, values in (("H", state["H_prev"]), ("G", state["G"])):
+        values = np.asarray(values, dtype=np.float64)
+        for label, mask in (("false_negatives", pinned), ("true_negatives", others)):
+            v = values[mask]
+            entry: dict[str, Any] = {"n": int(v.size)}
+            if v.size:
+                q = np.quantile(v, [0.1, 0.25, 0.5, 0.75, 0.9])
+                entry.update(mean=float(v.mean()), quantiles=dict(zip(["q10", "q25", "q50", "q75", "q90"],
+                                                                      map(float, q), strict=True)))
+                if histogram_bins:
+                    counts, edges = np.histogram(v, bins=histogram_bins, range=(0.0, 1.0))
+                    entry["histogram"] = {"counts": counts.tolist(), "edges": edges.tolist()}
+            out[f"{key}_{label}"] = entry
+    return out
+
+
+PIPELINES.register("default")(Pipeline(NoParams, run_single))
+PIPELINES.register("icpns")(Pipeline(IcpnsPipelineParams, run_icpns))
+PIPELINES.register("gdns")(Pipeline(GdnsPipelineParams, run_gdns))
+
+
+# --------------------------------------------------------------------------- the run
+def validate_components(cfg: RunConfig) -> None:
+    """Check model, sampler and pipeline parameters up front (before any directory or data is touched)."""
+    from raysearch.models import MODELS
+    from raysearch.samplers import SAMPLERS
+
+    from_mapping(MODELS.get(cfg.model.name).Params, cfg.model.params, "model")
+    pipeline = PIPELINES.get(cfg.sampler.name) if cfg.sampler.name in PIPELINES else PIPELINES.get("default")
+    _, sampler_params = split_sampler_params(cfg.sampler.params, pipeline.Params)
+    SAMPLERS.get(cfg.sampler.name).validate_params(sampler_params)
+
+
+
+def configure_threads(threads: int) -> int:
+    """Set torch's intra-op threads explicitly (``0``: the CPUs this process may use)."""
+    n = threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(n)
+    return n
+
+
+def build_model(cfg: RunConfig, dataset: Dataset, tables=None) -> Recommender:
+    torch.manual_seed(int(make_rng(cfg.trainer.seed, "init").integers(2**62)))
+    model = make_model(cfg.model.name, dataset.n_users, dataset.n_items, dataset.train, tables=tables,
+                       **cfg.model.params)
+    return model.to(cfg.trainer.device)
+
+
+def run_training(cfg: RunConfig, dataset: Dataset, run_dir: RunDir,
+                 context: TrainingContext | None = None, tables=None) -> dict[str, Any]:
+    """Train with the sampler's pipeline, evaluate the selected model on test once, return the results."""
+    context = context or LocalContext()
+    started = time.perf_counter()
+    threads = configure_threads(cfg.trainer.threads)
+    if cfg.trainer.device == "cuda" and not torch.cuda.is_available():
+        from raysearch.errors import ConfigError
+
+        raise ConfigError("trainer.device: cuda was asked for but torch sees no CUDA device")
+    pipeline = PIPELINES.get(cfg.sampler.name) if cfg.sampler.name in PIPELINES else PIPELINES.get("default")
+    pipeline_params, sampler_params = split_sampler_params(cfg.sampler.params, pipeline.Params)
+    model = build_model(cfg, dataset, tables)
+    evaluator = Evaluator(dataset, cfg.eval, cfg.trainer.valid_metric, context)
+    trainer = Trainer(model, dataset, cfg.trainer, evaluator, run_dir, context)
+    produced = pipeline.run(trainer, cfg, dataset, pipeline_params, sampler_params)
+
+    selected = produced.stages[-1]
+    test = evaluator.evaluate(model, "test")  # the one and only test evaluation of this run
+    epoch_seconds = [s for st in produced.stages for s in st.epoch_seconds]
+    sampling = sum(sum(st.sampling_seconds) for st in produced.stages)
+    steps = sum(sum(st.step_seconds) for st in produced.stages)
+    results = {
+        "raysearch_version": code_version(),
+        "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint, "n_users": dataset.n_users,
+                    "n_items": dataset.n_items, "provenance": dataset.provenance},
+        "model": {"name": cfg.model.name, "params": to_plain(model.params)},
+        "sampler": {"name": cfg.sampler.name, "params": produced.extra.pop("sampler_params", {}),
+                    "pipeline": to_plain(pipeline_params)},
+        "trainer": to_plain(cfg.trainer),
+        "seed": cfg.trainer.seed,
+        "protocol": evaluator.describe(),
+        "stages": {st.stage: st.to_dict() for st in produced.stages},
+        "selected": {"stage": selected.stage, "epoch": selected.best_epoch},
+        "valid": selected.best_valid,
+        "test": test.means,
+        "test_evaluated_once": True,
+        "test_bands": test.band_means,
+        "timings": {
+            "total_seconds": time.perf_counter() - started,
+            "epoch_seconds_mean": float(np.mean(epoch_seconds)) if epoch_seconds else None,
+            "sampling_share": sampling / steps if steps else None,
+            "threads": threads,
+            "workers": context.world_size,
+        },
+        **produced.extra,
+        "run_dir": str(run_dir.path),
+    }
+    if context.is_main:
+        run_dir.write_json("results.json", results)
+    return results
+
+
+def _or(value, default):
+    return default if value is None else value
+
+
+def _params_of(sampler: Any) -> dict[str, Any]:
+    params = getattr(sampler, "params", None)
+    if params is None or not dataclasses.is_dataclass(params):
+        return {}
+    return {k: v for k, v in to_plain(params).items() if not isinstance(v, list) or len(v) < 64}

@@ -1,0 +1,309 @@
+"""The training loop of one stage: epochs of (user, positive, negatives) steps, validation, early
+stopping, checkpoints. The same code runs in one process and inside each Ray Train worker (the
+``TrainingContext`` says which users are this process's and how to gather evaluation).
+
+Randomness: epoch ``e`` of stage ``s`` draws its shuffling and negatives from the stream
+``(seed, s, "epoch", e, rank)`` and seeds torch's generator (dropout) from ``(seed, s, "torch", e)``, so
+a run resumed from the checkpoint of epoch ``e - 1`` repeats exactly what an uninterrupted run does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from raysearch.config import TrainerConfig
+from raysearch.data.dataset import Dataset
+from raysearch.errors import ConfigError, RaysearchError
+from raysearch.losses import LOSSES
+from raysearch.models.base import Recommender, make_scorer
+from raysearch.rng import make_rng, torch_seed
+from raysearch.train.batches import n_batches, pair_batches, pair_rows, user_batches
+from raysearch.train.checkpoint import load_checkpoint, save_checkpoint
+from raysearch.train.context import LocalContext, TrainingContext
+from raysearch.train.evaluator import Evaluator
+from raysearch.train.rundir import RunDir, write_json_atomic
+
+OPTIMISERS = {
+    "adam": torch.optim.Adam,
+    "adagrad": torch.optim.Adagrad,
+    "sgd": torch.optim.SGD,
+}
+
+
+class InjectedFailure(RuntimeError):
+    """Raised once by ``trainer.fail_after_epoch`` to exercise resume and fault tolerance."""
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage of a pipeline: its name (checkpoint folder), sampler, epoch budget and learning rate."""
+
+    name: str
+    sampler: Any
+    epochs: int
+    lr: float
+
+
+@dataclass
+class StageOutcome:
+    """What a finished stage hands on: the best validation epoch and metrics, timings, history."""
+
+    stage: str
+    best_epoch: int
+    best_valid: dict[str, float]
+    epochs_run: int
+    stopped_early: bool
+    epoch_seconds: list[float] = field(default_factory=list)
+    sampling_seconds: list[float] = field(default_factory=list)
+    step_seconds: list[float] = field(default_factory=list)
+    draws: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        sampling, steps = sum(self.sampling_seconds), sum(self.step_seconds)
+        return {
+            "stage": self.stage,
+            "best_epoch": self.best_epoch,
+            "best_valid": self.best_valid,
+            "epochs_run": self.epochs_run,
+            "stopped_early": self.stopped_early,
+            "epoch_seconds_mean": float(np.mean(self.epoch_seconds)) if self.epoch_seconds else None,
+            "sampling_seconds_total": sampling,
+            "step_seconds_total": steps,
+            "sampling_share": sampling / steps if steps else None,
+            "draws": self.draws,
+            "draws_per_second": self.draws / sampling if sampling else None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StageOutcome:
+        return cls(stage=d["stage"], best_epoch=d["best_epoch"], best_valid=d["best_valid"],
+                   epochs_run=d["epochs_run"], stopped_early=d["stopped_early"],
+                   epoch_seconds=d.get("epoch_seconds", []), sampling_seconds=d.get("sampling_seconds", []),
+                   step_seconds=d.get("step_seconds", []), draws=d.get("draws", 0))
+
+
+def resolve_loss(cfg: TrainerConfig, sampler: Any) -> str:
+    """``auto``: GDNS (a sampler that builds groups) trains group-wise, everything else with BPR."""
+    if cfg.loss == "auto":
+        return "group_hinge" if hasattr(sampler, "sample_groups") else "bpr"
+    if cfg.loss == "group_hinge" and not hasattr(sampler, "sample_groups"):
+        raise ConfigError("trainer.loss: group_hinge needs a sampler that builds negative groups (gdns)")
+    return cfg.loss
+
+
+def progress_enabled(mode: str) -> bool:
+    return mode == "on" or (mode == "auto" and sys.stderr.isatty())
+
+
+class Trainer:
+    """Trains ``model`` on ``dataset`` stage by stage; checkpoints go to ``run_dir/stages/<stage>``."""
+
+    def __init__(self, model: Recommender, dataset: Dataset, cfg: TrainerConfig, evaluator: Evaluator,
+                 run_dir: RunDir, context: TrainingContext | None = None):
+        self.model = model
+        self.dataset = dataset
+        self.cfg = cfg
+        self.evaluator = evaluator
+        self.run_dir = run_dir
+        self.context = context or LocalContext()
+        self.device = torch.device(cfg.device)
+        self.my_users = self.context.my_users(dataset.n_users)
+        self.show_progress = progress_enabled(cfg.progress) and self.context.is_main
+        # Called as fn(epoch, sampler) after every epoch (e.g. the GDNS false-negative analysis).
+        self.epoch_callbacks: list[Callable[[int, Any], None]] = []
+
+    # ------------------------------------------------------------------ public
+    def fit(self, spec: StageSpec) -> StageOutcome:
+        """Run (or resume, or skip if already done) stage ``spec``; leaves the best weights in the model."""
+        stage_dir = self.run_dir.stage_dir(spec.name)
+        done = stage_dir / "done.json"
+        if done.exists():
+            outcome = StageOutcome.from_dict(json.loads(done.read_text()))
+            self.load_best(spec)
+            return outcome
+
+        loss_name = resolve_loss(self.cfg, spec.sampler)
+        optimizer = OPTIMISERS[self.cfg.optimizer](self.model.parameters(), lr=spec.lr)
+        state = {"best_metric": -math.inf, "best_epoch": -1, "best_valid": {}, "bad_evals": 0,
+                 "epoch_seconds": [], "sampling_seconds": [], "step_seconds": [], "draws": 0}
+        start_epoch = 0
+        last = stage_dir / "last.pt"
+        if last.exists():
+            ckpt = load_checkpoint(last, self.device)
+            self.model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            spec.sampler.load_state_dict(ckpt["sampler"])
+            state = ckpt["trainer"]
+            start_epoch = ckpt["epoch"] + 1
+            self.run_dir.truncate_metrics(spec.name, ckpt["epoch"])
+
+        epochs = range(start_epoch, spec.epochs)
+        bar = tqdm(epochs, desc=spec.name, unit="epoch", disable=not self.show_progress, dynamic_ncols=True)
+        stopped_early = False
+        for epoch in bar:
+            record = self._run_epoch(spec, epoch, optimizer, loss_name, state)
+            for callback in self.epoch_callbacks:
+                callback(epoch, spec.sampler)
+            is_last = epoch == spec.epochs - 1
+            if (epoch + 1) % self.cfg.eval_every == 0 or is_last:
+                t0 = time.perf_counter()
+                result = self.evaluator.evaluate(self.model, "valid")
+                record["eval_seconds"] = time.perf_counter() - t0
+                valid = result.means
+                record["valid"] = valid
+                metric = valid[self.evaluator.valid_metric]
+                if metric > state["best_metric"]:
+                    state.update(best_metric=metric, best_epoch=epoch, best_valid=valid, bad_evals=0)
+                    self._save(stage_dir / "best.pt", spec, optimizer, epoch, state)
+                else:
+                    state["bad_evals"] += 1
+                bar.set_postfix(loss=f"{record['loss']:.4f}", **{self.evaluator.valid_metric: f"{metric:.4f}"})
+                stopped_early = state["bad_evals"] >= self.cfg.patience
+            self._save(stage_dir / "last.pt", spec, optimizer, epoch, state)
+            if self.context.is_main:
+                self.run_dir.append_metrics(record)
+            self._maybe_fail(epoch)
+            if stopped_early:
+                break
+        bar.close()
+        if state["best_epoch"] < 0:
+            # No epoch ran (epochs=0): the initial model is the stage's result.
+            result = self.evaluator.evaluate(self.model, "valid")
+            state.update(best_epoch=-1, best_valid=result.means)
+            self._save(stage_dir / "best.pt", spec, optimizer, -1, state)
+        outcome = StageOutcome(
+            stage=spec.name, best_epoch=state["best_epoch"], best_valid=state["best_valid"],
+            epochs_run=len(state["epoch_seconds"]), stopped_early=stopped_early,
+            epoch_seconds=state["epoch_seconds"], sampling_seconds=state["sampling_seconds"],
+            step_seconds=state["step_seconds"], draws=state["draws"],
+        )
+        if self.context.is_main:
+            write_json_atomic(done, {**outcome.to_dict(), "epoch_seconds": outcome.epoch_seconds,
+                                     "sampling_seconds": outcome.sampling_seconds,
+                                     "step_seconds": outcome.step_seconds})
+        self.load_best(spec)
+        return outcome
+
+    def load_best(self, spec: StageSpec) -> None:
+        """Put the stage's best-validation weights (and sampler state) into the model."""
+        ckpt = load_checkpoint(self.run_dir.stage_dir(spec.name) / "best.pt", self.device)
+        self.model.load_state_dict(ckpt["model"])
+        spec.sampler.load_state_dict(ckpt["sampler"])
+
+    # ------------------------------------------------------------------ internals
+    def _save(self, path: Path, spec: StageSpec, optimizer, epoch: int, state: dict) -> None:
+        if not self.context.is_main:
+            return
+        save_checkpoint(path, {
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "sampler": spec.sampler.state_dict(),
+            "trainer": state,
+        })
+
+    def _maybe_fail(self, epoch: int) -> None:
+        if self.cfg.fail_after_epoch is None or epoch != self.cfg.fail_after_epoch:
+            return
+        marker = self.run_dir.path / ".injected-failure"
+        if marker.exists():
+            return
+        if self.context.is_main:
+            marker.touch()
+        raise InjectedFailure(f"injected failure after epoch {epoch} (trainer.fail_after_epoch)")
+
+    def _run_epoch(self, spec: StageSpec, epoch: int, optimizer, loss_name: str, state: dict) -> dict:
+        cfg = self.cfg
+        seed = cfg.seed
+        torch.manual_seed(torch_seed(seed, spec.name, "torch", epoch))
+        rng = make_rng(seed, spec.name, "epoch", epoch, self.context.rank)
+        sampler = spec.sampler
+        sampler.start_epoch(epoch, rng)
+        self.model.train()
+        loss_fn = LOSSES.get(loss_name)
+        margin = float(getattr(getattr(sampler, "params", None), "margin", cfg.margin))
+        group_wise = loss_name == "group_hinge"
+        if group_wise:
+            counts = self.dataset.train.user_counts()
+            active = self.my_users[counts[self.my_users] > 0]
+            batches = user_batches(active, cfg.batch_size, rng)
+            total = n_batches(active.size, cfg.batch_size)
+        else:
+            users_all, items_all = pair_rows(self.dataset.train, self.my_users)
+            batches = pair_batches(users_all, items_all, cfg.batch_size, rng)
+            total = n_batches(users_all.size, cfg.batch_size)
+
+        sampling = steps = loss_sum = 0.0
+        rows = draws = 0
+        t_epoch = time.perf_counter()
+        inner = tqdm(batches, total=total, desc=f"epoch {epoch}", leave=False, unit="batch",
+                     disable=not self.show_progress, dynamic_ncols=True)
+        for batch in inner:
+            t_step = time.perf_counter()
+            reps = self.model.propagate() if self.model.propagates else None
+            score_fn = None
+            if sampler.dynamic:
+                score_fn = make_scorer(self.model, reps if reps is not None else self.model.propagate())
+            t_sample = time.perf_counter()
+            if group_wise:
+                users = batch
+                pos, neg = sampler.sample_groups(users, rng=rng, score_fn=score_fn)
+            else:
+                users, pos = batch
+                neg = sampler.sample(users, pos, num_negatives=cfg.num_negatives, rng=rng, score_fn=score_fn)
+            sampling += time.perf_counter() - t_sample
+            draws += int(np.asarray(neg).size)
+
+            u_t = torch.as_tensor(users, device=self.device)
+            p_t = torch.as_tensor(np.asarray(pos), device=self.device)
+            n_t = torch.as_tensor(np.asarray(neg), device=self.device)
+            if reps is not None:
+                u, p, n = reps.users[u_t], reps.items[p_t], reps.items[n_t]
+            else:
+                u, (p, n) = self.model.batch_representations(u_t, p_t, n_t)
+            if group_wise:
+                pos_scores = self.model.interaction(u.unsqueeze(1), p)
+            else:
+                pos_scores = self.model.interaction(u, p)
+            neg_scores = self.model.interaction(u.unsqueeze(1), n)
+            loss = loss_fn(pos_scores, neg_scores, margin)
+            if cfg.reg > 0:
+                loss = loss + cfg.reg * self.model.reg_loss(u_t, p_t.reshape(-1), n_t.reshape(-1))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            steps += time.perf_counter() - t_step
+            loss_sum += float(loss.detach()) * len(users)
+            rows += len(users)
+        inner.close()
+        if sampler.dynamic:
+            sampler.end_epoch(epoch, self.model.frozen_scorer())
+        epoch_seconds = time.perf_counter() - t_epoch
+        totals = self.context.sum(np.array([loss_sum, rows], dtype=np.float64))
+        state["epoch_seconds"].append(epoch_seconds)
+        state["sampling_seconds"].append(sampling)
+        state["step_seconds"].append(steps)
+        state["draws"] += draws
+        if not np.isfinite(totals[0]):
+            raise RaysearchError(f"stage {spec.name}, epoch {epoch}: the loss is not finite "
+                                 f"(learning rate {spec.lr} too high?)")
+        return {
+            "stage": spec.name,
+            "epoch": epoch,
+            "loss": float(totals[0] / max(totals[1], 1)),
+            "epoch_seconds": epoch_seconds,
+            "sampling_seconds": sampling,
+            "sampling_share": sampling / steps if steps else None,
+            "draws_per_second": draws / sampling if sampling else None,
+        }
