@@ -41,24 +41,31 @@ def _cmd_data_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_describe(args: argparse.Namespace) -> int:
-    from raysearch.config import build_run_config, resolve
-    from raysearch.data import describe, format_description, load_dataset
+    from raysearch.config import build_run_config, parse_override, resolve
+    from raysearch.data import describe, describe_path, format_description, load_dataset
 
     overrides = [o for o in args.overrides if "=" in o]
     names = [o for o in args.overrides if "=" not in o]
     if len(names) > 1:
         raise RaysearchError(f"describe takes one dataset name, got {', '.join(names)}")
     if args.path:
-        overrides = [f"dataset.path={args.path}", *overrides]
+        if names:
+            raise RaysearchError(f"give a dataset name or --path, not both (got {names[0]!r} and --path)")
+        options = {}
+        for text in overrides:
+            key, value = parse_override(text)
+            if not key.startswith("dataset."):
+                raise RaysearchError(f"{key}: only dataset.* keys apply to data describe")
+            options[key.removeprefix("dataset.")] = value
+        info = describe_path(args.path, args.format or "csv", data_dir=args.data_dir, **options)
+    else:
         if args.format:
-            overrides.append(f"dataset.format={args.format}")
-    elif names:
-        overrides = [f"dataset={names[0]}", *overrides]
-    elif args.format:
-        raise RaysearchError("--format needs --path")
-    cfg = build_run_config(resolve(overrides)).dataset
-    ds = load_dataset(cfg, data_dir=args.data_dir, cache_dir=args.cache_dir, use_cache=not args.no_cache)
-    info = describe(ds)
+            raise RaysearchError("--format needs --path")
+        if not names:
+            raise RaysearchError("name a dataset (see `raysearch data list`) or give --path FILE_OR_DIR")
+        cfg = build_run_config(resolve([f"dataset={names[0]}", *overrides])).dataset
+        ds = load_dataset(cfg, data_dir=args.data_dir, cache_dir=args.cache_dir, use_cache=not args.no_cache)
+        info = describe(ds)
     print(json.dumps(info, indent=2) if args.json else format_description(info))
     return 0
 

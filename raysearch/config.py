@@ -201,6 +201,9 @@ class DatasetConfig:
     split: SplitName = "given"
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)  # ratio / temporal: train, valid, test shares
     valid_share: float = 0.1  # given splits without validation: share of each user's train carved out
+    # given splits: valid/test users absent from train stop with an error, or their rows are dropped
+    # (counted in the provenance; Last.fm as shipped with LightGCN has 2 such test users)
+    cold_users: Literal["error", "drop"] = "error"
     num_negatives: int = 0  # sampled negatives per user for the sampled protocol (loo: 100)
     share_negatives: bool = True  # validation and test use the same negatives (as SRNS)
     split_seed: int = 2026
@@ -275,7 +278,7 @@ class TrainerConfig:
     eval_every: int = 1
     patience: int = 10  # evaluations without improvement before stopping
     valid_metric: str = "ndcg@10"
-    progress: Literal["auto", "on", "off"] = "auto"
+    progress: bool | None = None  # progress bars; None: only when stderr is a terminal
     fail_after_epoch: int | None = None  # fault-injection for tests: fail once after this epoch's checkpoint
 
     def __post_init__(self) -> None:

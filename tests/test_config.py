@@ -121,9 +121,11 @@ def test_to_plain_round_trips():
 
 
 def test_every_shipped_yaml_is_valid():
+    from raysearch.train.pipeline import validate_components
+
     for group in ("dataset", "model", "sampler", "trainer", "eval", "tracking"):
         for choice in group_options(group):
-            load_run_config([f"{group}={choice}"])
+            validate_components(load_run_config([f"{group}={choice}"]))
 
 
 def test_trainer_defaults_match_yaml():

@@ -7,7 +7,6 @@ This is the one sparse type the whole project passes around: the train/valid/tes
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import numpy as np
 
@@ -52,7 +51,13 @@ class Interactions:
             raise ValueError(f"user ids must lie in [0, {n_users})")
         if users.size and (items.min() < 0 or items.max() >= n_items):
             raise ValueError(f"item ids must lie in [0, {n_items})")
-        keys = np.unique(users * np.int64(n_items) + items)
+        keys = np.sort(users * np.int64(n_items) + items)
+        # sort + neighbour compare: several times faster than np.unique on millions of keys
+        if keys.size > 1:
+            keep = np.empty(keys.size, dtype=bool)
+            keep[0] = True
+            np.not_equal(keys[1:], keys[:-1], out=keep[1:])
+            keys = keys[keep]
         rows = keys // n_items
         indptr = np.zeros(n_users + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=n_users), out=indptr[1:])

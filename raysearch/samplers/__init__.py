@@ -1,0 +1,11 @@
+"""Negative samplers: alias tables, vectorised positive exclusion, one module per sampler.
+
+``make_sampler(name, train, **params)`` builds any sampler registered in ``SAMPLERS``: rns, pns, dns,
+srns, gdns, icpns, inbatch, mixed. See ``raysearch.samplers.base`` for the contract.
+"""
+
+from raysearch.samplers import dns, gdns, icpns, inbatch, mixed, pns, rns, srns  # noqa: F401  (registration)
+from raysearch.samplers.alias import AliasTable, RaggedAliasTable
+from raysearch.samplers.base import SAMPLERS, Sampler, make_sampler
+
+__all__ = ["SAMPLERS", "AliasTable", "RaggedAliasTable", "Sampler", "make_sampler"]

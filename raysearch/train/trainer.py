@@ -102,8 +102,8 @@ def resolve_loss(cfg: TrainerConfig, sampler: Any) -> str:
     return cfg.loss
 
 
-def progress_enabled(mode: str) -> bool:
-    return mode == "on" or (mode == "auto" and sys.stderr.isatty())
+def progress_enabled(setting: bool | None) -> bool:
+    return sys.stderr.isatty() if setting is None else setting
 
 
 class Trainer:

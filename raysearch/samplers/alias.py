@@ -1,0 +1,241 @@
+"""Alias tables (Walker 1974, Vose 1991): O(1) draws from a fixed discrete distribution.
+
+A table over n outcomes holds ``prob`` (float64 (n,), in [0, 1]) and ``alias`` (int64 (n,)). A draw picks a
+column k uniformly and returns k if a uniform coin is below ``prob[k]``, else ``alias[k]``. Correctness
+invariant, for every outcome i: ``(prob[i] + sum_{j: alias[j] == i} (1 - prob[j])) / n == p[i]``.
+
+The build is Vose's method, vectorised (no Python loop over entries). With q = n * p, the smalls
+s_1..s_k (q < 1) have deficits d = 1 - q and cumulative deficits C (C_0 = 0), the larges l_1..l_M (q >= 1)
+have surpluses q - 1 and cumulative surpluses S. Sequential Vose, with the rule that a large which turns
+small is served next by the next large, gives:
+
+- small s is aliased to l_m with m = searchsorted(S, C_{s-1}, 'left'); if m >= M it is a leftover;
+- large l_m is exhausted by the first small x with C_x > S_m; if such an x exists and m + 1 < M, its final
+  q = 1 - (C_x - S_m) and its alias is l_{m+1}; otherwise it is a leftover.
+
+Leftovers get probability 1 (Vose's guard against float drift: never an invalid index, never a -1 alias).
+Zero-weight outcomes are ordered first among the smalls, so drift can never make one a leftover, and are
+forced to probability 0 at the end: they are never drawn. Arrays are read-only once built.
+
+``RaggedAliasTable`` holds many distributions at once (one per community), each over its own support only,
+concatenated with offsets: memory is the total support size, not tables x outcomes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from raysearch.errors import SamplingError
+
+
+def _readonly(*arrays: np.ndarray) -> None:
+    for a in arrays:
+        a.flags.writeable = False
+
+
+def normalise_weights(weights: np.ndarray, what: str = "alias table weights") -> np.ndarray:
+    """float64 copy of ``weights`` divided by their sum; rejects negative, non-finite or all-zero weights."""
+    w = np.array(weights, dtype=np.float64, copy=True).ravel()
+    if w.size == 0:
+        raise SamplingError(f"{what}: no outcomes")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise SamplingError(f"{what}: weights must be finite and non-negative")
+    total = w.sum()
+    if not total > 0:
+        raise SamplingError(f"{what}: all weights are zero, nothing can be drawn")
+    w /= total
+    return w
+
+
+def vose(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised Vose build for a normalised float64 ``p`` (n,) -> (prob float64 (n,), alias int64 (n,))."""
+    n = p.size
+    q = p * n
+    prob = np.ones(n, dtype=np.float64)
+    alias = np.arange(n, dtype=np.int64)
+    is_small = q < 1.0
+    # Zero weights first: they are served while the cumulative sums are still exact-ish, never leftovers.
+    small = np.concatenate([np.flatnonzero(q == 0.0), np.flatnonzero(is_small & (q > 0.0))])
+    large = np.flatnonzero(~is_small)
+    if small.size and large.size:
+        deficit = 1.0 - q[small]
+        cum_deficit = np.cumsum(deficit)  # C_1..C_k
+        cum_deficit_before = np.concatenate([[0.0], cum_deficit[:-1]])  # C_0..C_{k-1}
+        cum_surplus = np.cumsum(q[large] - 1.0)  # S_1..S_M
+        n_large = large.size
+
+        # Each small goes to the large whose surplus interval holds the start of its deficit.
+        m = np.searchsorted(cum_surplus, cum_deficit_before, side="left")
+        served = m < n_large
+        prob[small[served]] = q[small[served]]
+        alias[small[served]] = large[m[served]]
+
+        # Each large is exhausted by the first small whose cumulative deficit passes its cumulative surplus.
+        x = np.searchsorted(cum_deficit, cum_surplus, side="right")
+        exhausted = (x < small.size) & (np.arange(n_large) + 1 < n_large)
+        which = np.flatnonzero(exhausted)
+        prob[large[which]] = 1.0 - (cum_deficit[x[which]] - cum_surplus[which])
+        alias[large[which]] = large[which + 1]
+    np.clip(prob, 0.0, 1.0, out=prob)
+    zero = p == 0.0
+    if zero.any():
+        prob[zero] = 0.0
+        # Only reachable through float drift: a zero-weight leftover must still alias a drawable outcome.
+        self_aliased = zero & (alias == np.arange(n))
+        alias[self_aliased] = int(np.argmax(p))
+    return prob, alias
+
+
+@dataclass(frozen=True, eq=False)
+class AliasTable:
+    """One distribution over outcomes 0..n-1.
+
+    ``p``: float64 (n,), the normalised distribution; ``prob``: float64 (n,); ``alias``: int64 (n,).
+    """
+
+    p: np.ndarray
+    prob: np.ndarray
+    alias: np.ndarray
+
+    @classmethod
+    def from_weights(cls, weights: np.ndarray) -> AliasTable:
+        """Build from non-negative weights (n,), not necessarily normalised. O(n)."""
+        p = normalise_weights(weights)
+        prob, alias = vose(p)
+        _readonly(p, prob, alias)
+        return cls(p, prob, alias)
+
+    @property
+    def n(self) -> int:
+        return int(self.p.size)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.p.nbytes + self.prob.nbytes + self.alias.nbytes)
+
+    def draw(self, size: int | tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+        """int64 array of shape ``size``: i.i.d. outcomes with probabilities ``p``. O(1) a draw."""
+        k = rng.integers(0, self.n, size=size)
+        coin = rng.random(size=size)
+        return np.where(coin < self.prob[k], k, self.alias[k])
+
+
+@dataclass(frozen=True, eq=False)
+class RaggedAliasTable:
+    """T distributions, each over its own support, concatenated.
+
+    Table t owns entries ``offsets[t]:offsets[t+1]``. Per entry: ``outcomes`` int64 (the value returned,
+    e.g. an item id), ``p`` float64 (its probability within its table), ``prob`` float64 and ``alias``
+    (a global entry index inside the same table), stored interleaved in ``packed`` because random
+    memory access dominates a draw. An empty table (size 0) cannot be drawn from.
+    Built by ``from_segments``.
+    """
+
+    offsets: np.ndarray
+    outcomes: np.ndarray
+    p: np.ndarray
+    packed: np.ndarray  # float64 (total, 2): prob and alias side by side, one memory access a draw
+    identity: bool = False  # one table whose outcomes are its positions: draws skip the outcome lookup
+
+    @classmethod
+    def from_segments(
+        cls, offsets: np.ndarray, weights: np.ndarray, outcomes: np.ndarray | None = None
+    ) -> RaggedAliasTable:
+        """Build T tables from concatenated ``weights`` (total,) split by ``offsets`` int64 (T+1,).
+
+        ``outcomes`` (total,) defaults to each entry's position within its table. One vectorised Vose
+        build per table (a loop over tables, never over entries). A non-empty table needs a positive sum.
+        """
+        offsets = np.array(offsets, dtype=np.int64, copy=True)
+        weights = np.asarray(weights, dtype=np.float64)
+        if offsets.ndim != 1 or offsets.size < 1 or offsets[0] != 0 or np.any(np.diff(offsets) < 0):
+            raise SamplingError("ragged alias table: offsets must start at 0 and be non-decreasing")
+        total = int(offsets[-1])
+        if weights.shape != (total,):
+            raise SamplingError(f"ragged alias table: {weights.size} weights for offsets ending at {total}")
+        sizes = np.diff(offsets)
+        positional = outcomes is None
+        if outcomes is None:
+            outcomes = np.arange(total, dtype=np.int64) - np.repeat(offsets[:-1], sizes)
+        else:
+            outcomes = np.array(outcomes, dtype=np.int64, copy=True)
+            if outcomes.shape != (total,):
+                raise SamplingError("ragged alias table: outcomes and weights differ in length")
+        p = np.empty(total, dtype=np.float64)
+        prob = np.empty(total, dtype=np.float64)
+        alias = np.empty(total, dtype=np.int64)
+        for t in np.flatnonzero(sizes):
+            lo, hi = int(offsets[t]), int(offsets[t + 1])
+            p_t = normalise_weights(weights[lo:hi], what=f"alias table {t}")
+            prob_t, alias_t = vose(p_t)
+            p[lo:hi] = p_t
+            prob[lo:hi] = prob_t
+            alias[lo:hi] = alias_t + lo
+        packed = np.stack([prob, alias.astype(np.float64)], axis=1)  # entry ids < 2^53: exact as floats
+        _readonly(offsets, outcomes, p, packed)
+        return cls(offsets, outcomes, p, packed, identity=positional and offsets.size == 2)
+
+    @property
+    def prob(self) -> np.ndarray:
+        """float64 (total,): the coin threshold of each entry (a read-only view)."""
+        return self.packed[:, 0]
+
+    @property
+    def alias(self) -> np.ndarray:
+        """int64 (total,): the alias entry of each entry (a copy)."""
+        return self.packed[:, 1].astype(np.int64)
+
+    @property
+    def n_tables(self) -> int:
+        return int(self.offsets.size - 1)
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """int64 (T,): support size of each table."""
+        return np.diff(self.offsets)
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self.offsets, self.outcomes, self.p, self.packed)
+        return int(sum(a.nbytes for a in arrays))
+
+    def table(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """(outcomes, p) of table ``t``: its support and its distribution (read-only views)."""
+        lo, hi = int(self.offsets[t]), int(self.offsets[t + 1])
+        return self.outcomes[lo:hi], self.p[lo:hi]
+
+    def draw(self, tables: np.ndarray | int, rng: np.random.Generator, size: int | None = None) -> np.ndarray:
+        """One outcome per row, from the table each row names.
+
+        ``tables``: int64 (R,) table ids, or one table id for ``size`` rows. Returns int64 (R,).
+        Column k = offset[t] + floor(u * size[t]) and the coin come from one ``rng.random(2R)`` call
+        (floor(u * size) is uniform up to size * 2^-53, ~1e-10 relative at a million outcomes).
+        """
+        if np.ndim(tables) == 0:
+            t = int(tables)
+            lo, n = int(self.offsets[t]), int(self.offsets[t + 1] - self.offsets[t])
+            if n == 0:
+                raise SamplingError(f"alias table {t} is empty")
+            rows = int(size if size is not None else 1)
+            u = rng.random(2 * rows)
+            k = np.minimum((u[:rows] * n).astype(np.int64), n - 1)
+            if lo:
+                k += lo
+        else:
+            tables = np.asarray(tables, dtype=np.int64)
+            rows = tables.size
+            lo = self.offsets[tables]
+            n = self.offsets[tables + 1] - lo
+            if n.size and n.min() == 0:
+                bad = int(tables[np.argmin(n)])
+                raise SamplingError(f"alias table {bad} is empty")
+            u = rng.random(2 * rows)
+            # floor(u * size) can round up to size for u just below 1: clamp.
+            k = lo + np.minimum((u[:rows] * n).astype(np.int64), n - 1)
+        cell = self.packed.take(k, axis=0)
+        entry = np.where(u[rows:] < cell[:, 0], k, cell[:, 1].astype(np.int64))
+        if self.identity:
+            return entry
+        return self.outcomes.take(entry)

@@ -1,0 +1,213 @@
+"""The sampler contract: ``Sampler``, the ``SAMPLERS`` registry and ``make_sampler``.
+
+``s = make_sampler(name, train, **params)`` builds a sampler from the training split (a
+``scipy.sparse`` users x items matrix, an ``Interactions`` or a ``Dataset``); every statistic a sampler
+uses comes from that split only. ``s.sample(users, pos_items, num_negatives, rng=..., score_fn=...)``
+returns int64 (B, num_negatives) negatives, none of them a training positive of the row's user.
+
+Parameters are a frozen dataclass ``Params`` per sampler, validated by ``raysearch.config.from_mapping``
+plus ``require`` range checks; an unknown name or a bad value is a ``ConfigError`` naming the sampler,
+the parameter and the known ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy.special import expit
+
+from raysearch.config import from_mapping
+from raysearch.data.interactions import Interactions
+from raysearch.errors import ConfigError, SamplingError
+from raysearch.registry import Registry
+from raysearch.rng import make_rng
+from raysearch.samplers.exclusion import Complement
+
+ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+RngLike = np.random.Generator | np.random.SeedSequence | int
+
+SAMPLERS: Registry[type[Sampler]] = Registry("sampler")
+
+
+def register(cls: type[Sampler]) -> type[Sampler]:
+    """Class decorator: add ``cls`` to ``SAMPLERS`` under ``cls.name``."""
+    return SAMPLERS.register(cls.name)(cls)
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """A sampler without parameters."""
+
+
+def parse_params(cls: type[Sampler], params: Mapping[str, Any]) -> Any:
+    """``cls.Params`` from a mapping; unknown names and bad values raise ``ConfigError``."""
+    known = [f.name for f in dataclasses.fields(cls.Params)]
+    for key in params:
+        if key not in known:
+            raise ConfigError(
+                f"sampler {cls.name!r}: unknown parameter {key!r} (known: {', '.join(known) or 'none'})"
+            )
+    try:
+        return from_mapping(cls.Params, params)
+    except ConfigError as err:
+        raise ConfigError(f"sampler {cls.name!r}: {err}") from None
+
+
+def make_sampler(name: str, train: Any, **params: Any) -> Sampler:
+    """The sampler registered as ``name``, built on ``train`` with ``params`` (see each ``Params``)."""
+    cls = SAMPLERS.get(name)
+    return cls(train, parse_params(cls, params))
+
+
+def sigmoid(x: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """Numerically stable logistic function, computed in ``dtype``."""
+    return expit(np.asarray(x, dtype=dtype))
+
+
+def call_scorer(score_fn: ScoreFn, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Scores float64 of ``items``' shape; ``score_fn`` gets two 1-d int64 arrays of equal length."""
+    items = np.asarray(items, dtype=np.int64)
+    flat_users = np.ascontiguousarray(np.broadcast_to(users, items.shape), dtype=np.int64).ravel()
+    scores = np.asarray(score_fn(flat_users, np.ascontiguousarray(items).ravel()), dtype=np.float64)
+    if scores.shape != (items.size,):
+        raise SamplingError(f"score_fn returned shape {scores.shape} for {items.size} (user, item) pairs")
+    return scores.reshape(items.shape)
+
+
+def _ids(values: Any, what: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.size and arr.dtype.kind not in "iu":
+        raise SamplingError(f"{what} must be integer ids, got dtype {arr.dtype}")
+    return arr.astype(np.int64, copy=False)
+
+
+class Sampler(ABC):
+    """A negative sampler bound to one training split.
+
+    Class attributes: ``name`` (the registry name), ``dynamic`` (needs the model's ``score_fn``),
+    ``Params`` (a frozen dataclass of its parameters). Subclasses implement ``_sample``.
+    """
+
+    name: ClassVar[str] = ""
+    dynamic: ClassVar[bool] = False
+    Params: ClassVar[type] = NoParams
+
+    def __init__(self, train: Any, params: Any = None, *, complement: Complement | None = None):
+        self.train = Interactions.coerce(train)
+        if params is None:
+            params = self.Params()
+        elif isinstance(params, Mapping):
+            params = parse_params(type(self), params)
+        self.params = params
+        self.n_users, self.n_items = self.train.shape
+        self.complement = complement if complement is not None else Complement(self.train)
+
+    @classmethod
+    def validate_params(cls, params: Mapping[str, Any]) -> Any:
+        """Check ``params`` (names and values) before any data is loaded; returns the ``Params``."""
+        return parse_params(cls, params)
+
+    # ----------------------------------------------------------------- the contract
+    def sample(
+        self,
+        users: np.ndarray,
+        pos_items: np.ndarray,
+        num_negatives: int = 1,
+        rng: RngLike | None = None,
+        score_fn: ScoreFn | None = None,
+    ) -> np.ndarray:
+        """Negatives for a batch of (user, positive item) rows.
+
+        ``users``, ``pos_items``: int (B,). ``rng``: a ``numpy.random.Generator`` (or a ``SeedSequence``
+        or int seed, turned into one with ``raysearch.rng.make_rng``); required, there is no global RNG.
+        ``score_fn(users, items) -> scores``: the current model, needed by dynamic samplers and ignored by
+        static ones. It receives two 1-d int64 numpy arrays of equal length and returns numpy float32 (or
+        float64) scores of that length, computed without gradients (the trainer wraps its model in
+        ``torch.no_grad`` and converts). Returns int64 (B, num_negatives); no entry is a training
+        positive of its row's user.
+        """
+        users = _ids(users, "users")
+        pos_items = _ids(pos_items, "pos_items")
+        if users.ndim != 1 or pos_items.shape != users.shape:
+            raise SamplingError(
+                f"users and pos_items must be 1-d arrays of equal length, got shapes {users.shape} "
+                f"and {pos_items.shape}"
+            )
+        k = num_negatives
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ConfigError(f"num_negatives: must be an integer >= 1, got {k!r}")
+        if rng is None:
+            raise SamplingError(f"sampler {self.name!r}: sample() needs rng= (a numpy Generator or a seed)")
+        rng = make_rng(rng)
+        if self.dynamic and score_fn is None:
+            raise SamplingError(
+                f"sampler {self.name!r} is dynamic: sample() needs score_fn=(users, items) -> scores"
+            )
+        if users.size == 0:
+            return np.empty((0, int(k)), dtype=np.int64)
+        self.check_ids(users, pos_items)
+        self.complement.check_users(users)
+        return self._sample(users, pos_items, int(k), rng, score_fn)
+
+    @abstractmethod
+    def _sample(
+        self,
+        users: np.ndarray,
+        pos_items: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
+        score_fn: ScoreFn | None,
+    ) -> np.ndarray:
+        """int64 (B, k) negatives for validated rows."""
+
+    def check_ids(self, users: np.ndarray, items: np.ndarray | None = None) -> None:
+        """Raise ``SamplingError`` for a user or item id outside the training matrix."""
+        for ids, what, n in ((users, "user", self.n_users), (items, "item", self.n_items)):
+            if ids is None or ids.size == 0:
+                continue
+            lo, hi = int(ids.min()), int(ids.max())
+            if lo < 0 or hi >= n:
+                bad = lo if lo < 0 else hi
+                raise SamplingError(f"{what} id {bad} is out of range [0, {n})")
+
+    # ----------------------------------------------------------------- hooks and state
+    def start_epoch(self, epoch: int, rng: RngLike) -> None:
+        """Called before the first batch of ``epoch``. No-op unless a sampler keeps per-epoch state."""
+        return None
+
+    def end_epoch(self, epoch: int, snapshot_score_fn: ScoreFn) -> None:
+        """Called after ``epoch`` with a scorer frozen at the end of it. No-op by default."""
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        """State across batches and epochs: numpy arrays and scalars only (for checkpoints)."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore ``state_dict()``; a restored sampler draws exactly as the saved one given the same rng."""
+        extra = self._restore(state, {})
+        if extra:
+            raise SamplingError(f"sampler {self.name!r} keeps no state; unexpected {', '.join(sorted(extra))}")
+
+    def _restore(self, state: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        """Copy ``state``'s arrays into ``arrays`` (checking names, shapes, dtypes); return the scalars."""
+        extra = {k: v for k, v in state.items() if k not in arrays}
+        missing = sorted(set(arrays) - set(state))
+        if missing:
+            raise SamplingError(f"sampler {self.name!r}: state is missing {', '.join(missing)}")
+        for key, target in arrays.items():
+            value = np.asarray(state[key])
+            if value.shape != target.shape:
+                raise SamplingError(
+                    f"sampler {self.name!r}: state {key!r} has shape {value.shape}, expected {target.shape}"
+                )
+            target[...] = value.astype(target.dtype, copy=False)
+        return extra
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.params}, train={self.train!r})"

@@ -1,0 +1,535 @@
+"""Excluding a user's training positives from negative draws, vectorised.
+
+Every sampler draws a candidate per row, tests all rows at once for membership in the user's positives,
+redraws only the violators in batch (at most ``MAX_ROUNDS`` rounds), then sends the few rows left to an
+exact path. A user who has interacted with every item raises ``SamplingError`` naming the user.
+
+- ``KeySet``: exact membership of ``user * n_items + item`` keys. A linear-probing hash table built
+  vectorised (4 slots probed, then ``searchsorted`` on the sorted keys for the rare unresolved query):
+  ~10x cheaper per query than a binary search over all training pairs, O(1) in the catalogue size.
+- ``Complement``: the non-positive items of every user. Exact uniform draws by rank arithmetic (the r-th
+  non-positive of u is ``r + #{j : P_u[j] - j <= r}``, one ``searchsorted`` on precomputed row keys),
+  uniform draws by rejection with that exact fallback, and draws of distinct items avoiding a given set.
+- ``ExcludingTables``: P(j | u) proportional to a mixture of alias tables, sum_m w_m p_{t_m(u)}(j), times
+  1[j not in P_u]. Rejection with re-picking of the mixture component, exact weighted fallback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from raysearch.data.interactions import Interactions
+from raysearch.errors import SamplingError
+from raysearch.samplers.alias import RaggedAliasTable
+
+MAX_ROUNDS = 32  # batched redraw rounds before the exact fallback
+EXACT_BELOW = 0.05  # users whose acceptance mass is below this skip rejection and go straight to the exact path
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing multiplier (odd, 2^64 / golden ratio)
+_EMPTY = np.int64(-1)  # keys are >= 0, so -1 marks an empty slot
+AVOID_PAD = np.iinfo(np.int64).max  # pads rows of ``avoid`` arrays: never an item, never counted
+
+
+class KeySet:
+    """Exact membership test for a set of non-negative int64 keys (e.g. ``user * n_items + item``).
+
+    ``keys``: sorted, unique, int64 (n,). Two levels, both indexed by the top bits of one Fibonacci
+    hash (key * 0x9E37...15 mod 2^64):
+
+    - a 1-bit-per-slot filter of ~16 bits a key (~6% false positives): small enough to stay in cache,
+      it answers "absent" for most queries with one access;
+    - for the queries it lets through, a linear-probing hash table (~2-4 slots a key), built vectorised
+      by inserting in order of home slot (position_j = max(home_j, position_{j-1} + 1)); 8 slots are
+      probed, then ``searchsorted`` on the sorted keys settles the rare query left.
+
+    Random memory access dominates the cost of a draw; a cache-resident first level is what makes
+    exclusion cheap. Memory: about 2 + 16-32 bytes a key, on top of the keys.
+    """
+
+    PROBES = 8
+    FILTER_BITS_PER_KEY = 16
+
+    def __init__(self, keys: np.ndarray):
+        self.keys = np.asarray(keys, dtype=np.int64)
+        n = self.keys.size
+        self._table_bits = max(4, int(np.ceil(np.log2(max(2 * n, 2)))))
+        self._filter_bits = max(6, int(np.ceil(np.log2(max(self.FILTER_BITS_PER_KEY * n, 2)))))
+        product = self._product(self.keys)
+        flag = product >> np.uint64(64 - self._filter_bits)
+        self._filter = np.zeros(1 << (self._filter_bits - 3), dtype=np.uint8)
+        np.bitwise_or.at(self._filter, (flag >> np.uint64(3)).view(np.int64),
+                         np.left_shift(1, flag & np.uint64(7)).astype(np.uint8))
+        home = self._home(product)
+        order = np.argsort(home, kind="stable")
+        home_sorted = home[order]
+        # Insertion in order of home slot, without wrap-around (the table is padded past 2^bits).
+        j = np.arange(n, dtype=np.int64)
+        position = np.maximum.accumulate(home_sorted - j) + j if n else j
+        size = max(int(position[-1]) + 1 if n else 0, 1 << self._table_bits) + self.PROBES
+        self._table = np.full(size, _EMPTY, dtype=np.int64)
+        self._table[position] = self.keys[order]
+        for a in (self._filter, self._table):
+            a.flags.writeable = False
+
+    @staticmethod
+    def _product(keys: np.ndarray) -> np.ndarray:
+        return keys.view(np.uint64) * _GOLDEN
+
+    def _home(self, product: np.ndarray) -> np.ndarray:
+        return (product >> np.uint64(64 - self._table_bits)).view(np.int64)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._table.nbytes + self._filter.nbytes)
+
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        """bool array, same shape as ``keys``: is each key in the set?"""
+        keys = np.ascontiguousarray(keys, dtype=np.int64)
+        shape = keys.shape
+        keys = keys.ravel()
+        product = self._product(keys)
+        flag = product >> np.uint64(64 - self._filter_bits)
+        byte = self._filter.take((flag >> np.uint64(3)).view(np.int64))
+        maybe = ((byte >> (flag & np.uint64(7)).astype(np.uint8)) & np.uint8(1)).nonzero()[0]
+        found = np.zeros(keys.size, dtype=bool)
+        if maybe.size == 0:
+            return found.reshape(shape)
+        query = keys.take(maybe)
+        slot = self._home(product.take(maybe))
+        value = self._table.take(slot)
+        hit = value == query
+        found[maybe[hit]] = True
+        # A present key sits after its home slot with no empty slot in between: an empty slot ends it.
+        pending = (~hit & (value != _EMPTY)).nonzero()[0]
+        for probe in range(1, self.PROBES):
+            if pending.size == 0:
+                break
+            value = self._table.take(slot.take(pending) + probe)
+            hit = value == query.take(pending)
+            found[maybe.take(pending[hit])] = True
+            pending = pending[~hit & (value != _EMPTY)]
+        if pending.size:
+            pos = np.searchsorted(self.keys, query.take(pending))
+            np.minimum(pos, self.keys.size - 1, out=pos)
+            found[maybe.take(pending)] = self.keys.take(pos) == query.take(pending)
+        return found.reshape(shape)
+
+
+def first_accepted(
+    n_rows: int,
+    trial: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+    rejected: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    rng: np.random.Generator,
+    rounds: int = MAX_ROUNDS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rejection sampling for ``n_rows`` rows, in batch: (values int64 (n_rows,), rows never accepted).
+
+    ``trial(rows, rng)`` draws one candidate for each row index in ``rows``; ``rejected(rows, values)``
+    flags the bad ones. The first round draws one trial a row; later rounds, on the few rows left, draw
+    two trials a row and keep the first accepted one (the first success of i.i.d. trials is distributed
+    as one trial conditioned on acceptance), halving the number of small rounds, whose cost is mostly
+    fixed numpy overhead.
+    """
+    rows = np.arange(n_rows)
+    out = trial(rows, rng)
+    pending = rejected(rows, out).nonzero()[0]
+    for _ in range(rounds - 1):
+        if pending.size == 0:
+            break
+        rows = np.concatenate([pending, pending])
+        values = trial(rows, rng)
+        bad = rejected(rows, values)
+        p = pending.size
+        out[pending] = np.where(bad[:p], values[p:], values[:p])
+        pending = pending[bad[:p] & bad[p:]]
+    return out, pending
+
+
+def floyd_ranks(n_avail: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """int64 (R, k): k distinct uniform integers in [0, n_avail[r]) per row (Floyd's algorithm).
+
+    Exact (a uniform k-subset, in no particular order); requires n_avail >= k. A loop over the k slots,
+    each step vectorised over rows.
+    """
+    n_avail = np.asarray(n_avail, dtype=np.int64)
+    out = np.empty((n_avail.size, k), dtype=np.int64)
+    for s in range(k):
+        j = n_avail - k + s  # Floyd: for j in n-k..n-1, t ~ U{0..j}; take t unless already taken, else j
+        t = np.minimum((rng.random(n_avail.size) * (j + 1)).astype(np.int64), j)
+        taken = (out[:, :s] == t[:, None]).any(axis=1) if s else np.zeros(n_avail.size, dtype=bool)
+        out[:, s] = np.where(taken, j, t)
+    return out
+
+
+def skip_ranks(ranks: np.ndarray, avoid: np.ndarray) -> np.ndarray:
+    """Map rank r (R, k) in the space without ``avoid`` to the r-th integer not in ``avoid`` (R, E).
+
+    ``avoid`` rows hold distinct non-negative values, padded with a large sentinel; the result is
+    ``r + #{j : sorted_avoid[j] - j <= r}``.
+    """
+    if avoid.shape[1] == 0:
+        return ranks
+    a = np.sort(avoid, axis=1) - np.arange(avoid.shape[1])
+    return ranks + (a[:, None, :] <= ranks[:, :, None]).sum(axis=2)
+
+
+def _dedupe_rows(values: np.ndarray, sentinel: int) -> np.ndarray:
+    """Copy of ``values`` (R, E) with repeats within a row replaced by ``sentinel`` (sorted rows)."""
+    a = np.sort(values, axis=1)
+    if a.shape[1] > 1:
+        repeat = np.zeros(a.shape, dtype=bool)
+        repeat[:, 1:] = a[:, 1:] == a[:, :-1]
+        a[repeat] = sentinel
+    return a
+
+
+class Complement:
+    """The items each user has NOT interacted with in ``train``: membership, exact and rejection draws.
+
+    Built once per training split; read-only afterwards. ``n_free``: int64 (n_users,) non-positives per user.
+    """
+
+    def __init__(self, train: Interactions):
+        self.train = train
+        self.n_users, self.n_items = train.shape
+        self.degree = train.user_counts()
+        self.n_free = self.n_items - self.degree
+        self.keyset = KeySet(train.keys)
+        full = np.flatnonzero(self.n_free == 0)
+        self._full_users = full if full.size else None
+        # Users with few non-positives skip rejection: uniform draws go straight to rank arithmetic.
+        self._dense = self.n_free < EXACT_BELOW * self.n_items
+        self._any_dense = bool(self._dense.any())
+        self._rank_keys: np.ndarray | None = None
+        for a in (self.degree, self.n_free):
+            a.flags.writeable = False
+
+    # ----------------------------------------------------------------- checks and membership
+    def check_users(self, users: np.ndarray) -> None:
+        """Raise ``SamplingError`` if a user has interacted with every item (no negative exists)."""
+        if self._full_users is not None:
+            hit = np.isin(users, self._full_users)
+            if hit.any():
+                u = int(users[np.argmax(hit)])
+                raise SamplingError(
+                    f"user {u} has interacted with every item ({self.n_items}): no negative can be drawn"
+                )
+
+    def contains(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """bool, the broadcast shape: is ``items`` a training positive of ``users``?"""
+        return self.keyset.contains(users * np.int64(self.n_items) + items)
+
+    def rows(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The positives of ``users`` (R,) concatenated: (row index int64 (E,), item int64 (E,))."""
+        start = self.train.indptr[users]
+        count = self.degree[users]
+        row = np.repeat(np.arange(users.size, dtype=np.int64), count)
+        first = np.cumsum(count) - count
+        entry = start[row] + np.arange(row.size, dtype=np.int64) - first[row]
+        return row, self.train.indices[entry]
+
+    # ----------------------------------------------------------------- rank arithmetic
+    @property
+    def rank_keys(self) -> np.ndarray:
+        """int64 (nnz,): ``u * (n_items + 1) + P_u[j] - j``, sorted (built on first use)."""
+        if self._rank_keys is None:
+            row_ids = self.train.row_ids()
+            within = np.arange(self.train.nnz, dtype=np.int64) - self.train.indptr[row_ids]
+            keys = row_ids * np.int64(self.n_items + 1) + self.train.indices - within
+            keys.flags.writeable = False
+            self._rank_keys = keys
+        return self._rank_keys
+
+    def item_at(self, users: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+        """The ``ranks``-th (0-based) non-positive item of each user; ranks < n_free[users]."""
+        query = users * np.int64(self.n_items + 1) + ranks
+        below = np.searchsorted(self.rank_keys, query, side="right") - self.train.indptr[users]
+        return ranks + below
+
+    def rank_of(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Rank of non-positive ``items`` among each user's non-positives (inverse of ``item_at``)."""
+        query = users * np.int64(self.n_items) + items
+        below = np.searchsorted(self.train.keys, query, side="left") - self.train.indptr[users]
+        return items - below
+
+    # ----------------------------------------------------------------- uniform draws
+    def uniform_exact(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """int64 (R,): one uniform non-positive item per user, by rank arithmetic (no rejection)."""
+        users = np.asarray(users, dtype=np.int64)
+        if users.size == 0:
+            return np.empty(0, dtype=np.int64)
+        self.check_users(users)
+        ranks = rng.integers(0, self.n_free[users])
+        return self.item_at(users, ranks)
+
+    def uniform(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """int64 (R,): one uniform non-positive item per user (rejection, then the exact path).
+
+        Item = floor(u * n_items), u = ``rng.random()`` (uniform up to n_items * 2^-53).
+        """
+        users = np.asarray(users, dtype=np.int64)
+        if self._any_dense:
+            dense = self._dense[users]
+            if dense.any():
+                out = np.empty(users.size, dtype=np.int64)
+                rows = np.flatnonzero(dense)
+                out[rows] = self.uniform_exact(users[rows], rng)
+                rows = np.flatnonzero(~dense)
+                out[rows] = self._uniform_rejection(users[rows], rng)
+                return out
+        return self._uniform_rejection(users, rng)
+
+    def _uniform_rejection(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        n = self.n_items
+        base = users * np.int64(n)
+
+        def trial(rows: np.ndarray, g: np.random.Generator) -> np.ndarray:
+            return np.minimum((g.random(rows.size) * n).astype(np.int64), n - 1)
+
+        def rejected(rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+            return self.keyset.contains(base.take(rows) + items)
+
+        items, left = first_accepted(users.size, trial, rejected, rng)
+        if left.size:
+            items[left] = self.uniform_exact(users[left], rng)
+        return items
+
+    def distinct(
+        self, users: np.ndarray, k: int, rng: np.random.Generator, avoid: np.ndarray | None = None
+    ) -> np.ndarray:
+        """int64 (R, k): per user, k distinct uniform non-positive items, none of them in ``avoid``.
+
+        ``avoid``: int64 (R, E) non-positive items of each row to stay away from (repeats allowed,
+        ``AVOID_PAD`` for padding).
+        Rows whose user has fewer than k such items draw uniform non-positives with replacement
+        (repeats possible). Rows where a uniform item is likely valid (at least ``1/4`` of the catalogue
+        stays free after k picks) draw wide rows of uniform items and keep the first k that are
+        neither positives, nor avoided, nor repeats of an earlier column: the sequential rejection
+        process, so a uniform k-subset. A row with fewer than k of them is redrawn whole (the event is
+        symmetric in the items, so the subset stays uniform). Floyd's algorithm on ranks (exact) takes
+        the other rows and those left after ``MAX_ROUNDS``.
+        """
+        users = np.asarray(users, dtype=np.int64)
+        n_rows = users.size
+        avoid = np.empty((n_rows, 0), dtype=np.int64) if avoid is None else np.asarray(avoid, dtype=np.int64)
+        out = np.empty((n_rows, k), dtype=np.int64)
+        if n_rows == 0 or k == 0:
+            return out
+        avoid_sorted = _dedupe_rows(avoid, sentinel=AVOID_PAD)
+        n_avail = self.n_free[users] - (avoid_sorted != AVOID_PAD).sum(axis=1)
+        scarce = n_avail < k
+        if scarce.any():
+            rows = scarce.nonzero()[0]
+            out[rows] = self.uniform(np.repeat(users[rows], k), rng).reshape(rows.size, k)
+        valid_share = (n_avail - k) / self.n_items  # lower bound on P(a uniform item is still valid)
+        exact = ~scarce & (valid_share < 0.25)
+        rows = (~scarce & ~exact).nonzero()[0]
+        if rows.size:
+            expected = k + 3.0 * np.sqrt(k) + 8.0
+            width = int(np.ceil(expected / valid_share[rows].min()))
+            for _ in range(MAX_ROUNDS):
+                draw = np.minimum((rng.random((rows.size, width)) * self.n_items).astype(np.int64),
+                                  self.n_items - 1)
+                good = ~self._distinct_violations(users[rows], draw, avoid[rows])
+                done = good.sum(axis=1) >= k
+                take = good[done] & (np.cumsum(good[done], axis=1) <= k)
+                out[rows[done]] = draw[done][take].reshape(-1, k)
+                rows = rows[~done]
+                if rows.size == 0:
+                    break
+            exact[rows] = True
+        if exact.any():
+            rows = exact.nonzero()[0]
+            out[rows] = self._distinct_exact(users[rows], k, avoid_sorted[rows], rng)
+        return out
+
+    def _distinct_violations(self, users: np.ndarray, draw: np.ndarray, avoid: np.ndarray) -> np.ndarray:
+        """bool (R, k): positives, members of ``avoid``, and repeats of an earlier column."""
+        bad = self.contains(users[:, None], draw)
+        both = np.concatenate([np.minimum(avoid, self.n_items), draw], axis=1)  # padding -> n_items
+        width = both.shape[1]
+        # value * width + column: distinct keys whose sort puts equal values in column order.
+        keys = np.sort(both * np.int64(width) + np.arange(width), axis=1)
+        values, columns = np.divmod(keys, width)
+        repeat = np.zeros(both.shape, dtype=bool)
+        rows, cols = np.nonzero(values[:, 1:] == values[:, :-1])
+        repeat[rows, columns[rows, cols + 1]] = True
+        return bad | repeat[:, avoid.shape[1] :]
+
+    def _distinct_exact(
+        self, users: np.ndarray, k: int, avoid_sorted: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        valid = avoid_sorted != AVOID_PAD
+        avoid_ranks = np.full(avoid_sorted.shape, AVOID_PAD, dtype=np.int64)
+        rows_idx = np.nonzero(valid)
+        avoid_ranks[rows_idx] = self.rank_of(users[rows_idx[0]], avoid_sorted[rows_idx])
+        n_avail = self.n_free[users] - valid.sum(axis=1)
+        ranks = skip_ranks(floyd_ranks(n_avail, k, rng), avoid_ranks)
+        return self.item_at(np.repeat(users, k), ranks.ravel()).reshape(users.size, k)
+
+
+class ExcludingTables:
+    """Weighted draws with positives excluded: P(j | u) proportional to sum_m w_m p_{t_m(u)}(j) 1[j not in P_u].
+
+    ``tables``: a ``RaggedAliasTable`` whose outcomes are item ids, sorted within each table.
+    ``components``: (table id per user int64 (n_users,) or one table id for everyone, weight) pairs; the
+    weights are the mixture weights of the normalised tables (e.g. [(community, 1 - lam), (K, lam)]).
+
+    Per user, the acceptance mass of a rejection trial is A(u) = sum_m w_m A_m(u), A_m(u) = 1 - the mass
+    of P_u in table t_m(u) (exactly 0 when P_u covers the whole support). Users with A(u) == 0 draw
+    uniformly from their non-positives (the documented fallback); users with A(u) < ``exact_below`` and
+    the rows still rejected after ``MAX_ROUNDS`` take the exact path: pick component m with probability
+    proportional to w_m A_m(u), then invert the table's CDF with the user's positives cut out.
+    """
+
+    def __init__(
+        self,
+        complement: Complement,
+        tables: RaggedAliasTable,
+        components: Sequence[tuple[np.ndarray | int, float]],
+        exact_below: float = EXACT_BELOW,
+    ):
+        self.complement = complement
+        self.tables = tables
+        n_users, n_items = complement.n_users, complement.n_items
+        self.n_items = n_items
+        self.weights = np.array([w for _, w in components], dtype=np.float64)
+        self.table_of = np.empty((n_users, len(components)), dtype=np.int64)
+        for m, (t, _) in enumerate(components):
+            self.table_of[:, m] = t
+        self._constant_table = (
+            int(self.table_of[0, 0]) if len(components) == 1 and np.ndim(components[0][0]) == 0 else None
+        )
+        table_ids = np.repeat(np.arange(tables.n_tables, dtype=np.int64), tables.sizes)
+        self.entry_keys = table_ids * np.int64(n_items) + tables.outcomes
+        if np.any(np.diff(self.entry_keys) <= 0):
+            raise ValueError("ExcludingTables needs outcomes sorted and unique within each table")
+        # Inclusive CDF of each table, local to the table (restarts at each offset).
+        cum = np.cumsum(tables.p)
+        starts = tables.offsets[:-1]
+        before = np.concatenate([[0.0], cum])[starts]
+        self.cdf = cum - np.repeat(before, tables.sizes)
+
+        # Acceptance mass per user and component, from the training pairs.
+        users, items = complement.train.pairs()
+        self.accept = np.ones((n_users, len(components)), dtype=np.float64)
+        drawable = np.bincount(table_ids[tables.p > 0], minlength=tables.n_tables)  # positive-weight entries
+        for m in range(len(components)):
+            tbl = self.table_of[users, m]
+            entry, found = self._lookup(tbl, items)
+            found &= tables.p[entry] > 0
+            mass = np.bincount(users[found], weights=tables.p[entry[found]], minlength=n_users)
+            covered = np.bincount(users[found], minlength=n_users)
+            accept = np.maximum(1.0 - mass, 0.0)
+            accept[covered == drawable[self.table_of[:, m]]] = 0.0  # exactly nothing left
+            self.accept[:, m] = accept
+        total = self.accept @ self.weights
+        # 0: rejection; 1: exact weighted path; 2: uniform over non-positives (no table mass left).
+        self.route = np.where(total <= 0.0, 2, np.where(total < exact_below, 1, 0)).astype(np.int8)
+        self._special = bool(self.route.any())
+        for a in (self.table_of, self.entry_keys, self.cdf, self.accept, self.route):
+            a.flags.writeable = False
+
+    def _lookup(self, tables: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(entry index, found) of ``items`` in the supports of ``tables``."""
+        keys = tables * np.int64(self.n_items) + items
+        if self.entry_keys.size == 0:
+            return np.zeros(keys.shape, dtype=np.int64), np.zeros(keys.shape, dtype=bool)
+        entry = np.searchsorted(self.entry_keys, keys)
+        np.minimum(entry, self.entry_keys.size - 1, out=entry)
+        return entry, self.entry_keys[entry] == keys
+
+    def user_acceptance(self) -> np.ndarray:
+        """float64 (n_users,): probability that one rejection trial returns a non-positive."""
+        return self.accept @ self.weights
+
+    def draw(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """int64 (R,): one item per user (R,) from its excluded mixture."""
+        users = np.asarray(users, dtype=np.int64)
+        if not self._special:
+            return self._draw_rejection(users, rng)
+        out = np.empty(users.size, dtype=np.int64)
+        route = self.route[users]
+        for code, path in ((0, self._draw_rejection), (1, self._draw_exact), (2, self.complement.uniform_exact)):
+            rows = np.flatnonzero(route == code)
+            if rows.size:
+                out[rows] = path(users[rows], rng)
+        return out
+
+    def _trial(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One rejection trial per row: pick a component, draw from its table (positives not excluded)."""
+        if self._constant_table is not None:
+            return self.tables.draw(self._constant_table, rng, size=users.size)
+        if self.weights.size == 1:
+            return self.tables.draw(self.table_of[users, 0], rng)
+        m = np.searchsorted(np.cumsum(self.weights[:-1]) / self.weights.sum(), rng.random(users.size), "right")
+        return self.tables.draw(self.table_of[users, m], rng)
+
+    def _draw_rejection(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        base = users * np.int64(self.n_items)
+
+        def trial(rows: np.ndarray, g: np.random.Generator) -> np.ndarray:
+            # A rejected trial restarts whole (component included), so the mixture stays exact.
+            if self._constant_table is not None:
+                return self.tables.draw(self._constant_table, g, size=rows.size)
+            return self._trial(users.take(rows), g)
+
+        def rejected(rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+            return self.complement.keyset.contains(base.take(rows) + items)
+
+        items, left = first_accepted(users.size, trial, rejected, rng)
+        if left.size:
+            items[left] = self._draw_exact(users[left], rng)
+        return items
+
+    def _draw_exact(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Exact draws: the component's CDF with each user's positives cut out (O(|P_u|) a row)."""
+        n = users.size
+        accept = self.accept[users] * self.weights  # (R, C)
+        total = accept.sum(axis=1)
+        if self.weights.size == 1:
+            comp = np.zeros(n, dtype=np.int64)
+        else:
+            cum = np.cumsum(accept, axis=1)
+            comp = (rng.random(n) * total)[:, None] >= cum[:, :-1]
+            comp = comp.sum(axis=1)
+        tbl = self.table_of[users, comp]
+        mass = self.accept[users, comp]
+        out = np.empty(n, dtype=np.int64)
+        pending = np.arange(n)
+        for _ in range(8):  # redraws only after a float tie on a cut boundary (practically never)
+            got = self._invert(users[pending], tbl[pending], mass[pending], rng)
+            ok = got >= 0
+            out[pending[ok]] = got[ok]
+            pending = pending[~ok]
+            if pending.size == 0:
+                return out
+        raise SamplingError(f"exact weighted draw failed for user {int(users[pending[0]])} (numerical)")
+
+    def _invert(self, users: np.ndarray, tbl: np.ndarray, mass: np.ndarray, rng: np.random.Generator):
+        n = users.size
+        row, items = self.complement.rows(users)
+        entry, found = self._lookup(tbl[row], items)
+        row, entry = row[found], entry[found]  # the positives inside the table's support, sorted per row
+        w = self.tables.p[entry]
+        within = np.cumsum(w) - w
+        first = np.searchsorted(row, np.arange(n))
+        within -= within[np.minimum(first, max(row.size - 1, 0))][row] if row.size else 0.0
+        # Mass of non-excluded entries before each excluded entry (the cut CDF at its position).
+        cut_before = (self.cdf[entry] - w) - within
+        r = rng.random(n) * mass
+        shift = np.bincount(row, weights=w * (cut_before <= r[row]), minlength=n)
+        target = r + shift
+        entry_out = np.empty(n, dtype=np.int64)
+        for t in np.unique(tbl):
+            rows = np.flatnonzero(tbl == t)
+            lo, hi = int(self.tables.offsets[t]), int(self.tables.offsets[t + 1])
+            entry_out[rows] = lo + np.searchsorted(self.cdf[lo:hi], target[rows], side="right")
+        hi_row = self.tables.offsets[tbl + 1]
+        inside = entry_out < hi_row
+        got = np.full(n, -1, dtype=np.int64)
+        got[inside] = self.tables.outcomes[entry_out[inside]]
+        got[inside & self.complement.contains(users, np.maximum(got, 0))] = -1
+        return got

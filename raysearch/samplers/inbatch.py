@@ -1,0 +1,80 @@
+"""In-batch negatives: each negative is the positive item of another row of the same batch.
+
+Definition (documented choice): for row b, pick a uniformly random other row b' != b and return its
+positive item, rejecting it if it is one of the user's training positives (or row b's own positive item);
+rejected slots are redrawn in batch. So an item appears in proportion to how many rows of the batch hold
+it (the in-batch popularity bias, as intended). Rows still rejected after the retry cap get the exact
+distribution: uniform over the qualifying other rows. A row with no qualifying other row (a batch of
+one row, or every other positive is one of the user's positives) falls back to uniform over the user's
+non-positives (RNS).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from raysearch.samplers.base import Sampler, ScoreFn, register
+from raysearch.samplers.exclusion import MAX_ROUNDS
+
+_EXACT_CELLS = 1 << 22  # rows x batch cells per chunk of the exact fallback
+
+
+@register
+class InBatch(Sampler):
+    """In-batch negative sampling."""
+
+    name = "inbatch"
+
+    def _sample(
+        self, users: np.ndarray, pos_items: np.ndarray, k: int, rng: np.random.Generator, score_fn: ScoreFn | None
+    ) -> np.ndarray:
+        rows = np.arange(users.size) if k == 1 else np.repeat(np.arange(users.size), k)
+        return self.draw_rows(rows, users, pos_items, rng).reshape(users.size, k)
+
+    def draw_rows(
+        self, rows: np.ndarray, users: np.ndarray, pos_items: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """int64 (R,): one in-batch negative for each batch row index in ``rows`` (R,)."""
+        b = users.size
+        out = np.empty(rows.size, dtype=np.int64)
+        if b == 1:
+            return self.complement.uniform(users[rows], rng)
+        row_users, row_pos = users[rows], pos_items[rows]
+
+        def draw(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            other = (rows[idx] + 1 + rng.integers(0, b - 1, size=idx.size)) % b  # uniform over rows != own
+            cand = pos_items[other]
+            bad = (cand == row_pos[idx]) | self.complement.contains(row_users[idx], cand)
+            return cand, bad
+
+        pending = np.arange(rows.size)
+        for _ in range(MAX_ROUNDS):
+            cand, bad = draw(pending)
+            out[pending] = cand
+            pending = pending[bad]
+            if pending.size == 0:
+                return out
+        out[pending] = self._exact(rows[pending], users, pos_items, rng)
+        return out
+
+    def _exact(
+        self, rows: np.ndarray, users: np.ndarray, pos_items: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Uniform over each row's qualifying other rows (chunked R x B tests); RNS when there is none."""
+        b = users.size
+        out = np.empty(rows.size, dtype=np.int64)
+        step = max(1, _EXACT_CELLS // b)
+        for lo in range(0, rows.size, step):  # a loop over chunks of rows, not over rows
+            r = rows[lo : lo + step]
+            ok = ~self.complement.contains(users[r][:, None], pos_items[None, :])
+            ok &= pos_items[None, :] != pos_items[r][:, None]
+            ok[np.arange(r.size), r] = False
+            count = ok.sum(axis=1)
+            pick = np.minimum((rng.random(r.size) * count).astype(np.int64), np.maximum(count - 1, 0))
+            col = (np.cumsum(ok, axis=1) > pick[:, None]).argmax(axis=1)
+            chunk = pos_items[col]
+            none = np.flatnonzero(count == 0)
+            if none.size:
+                chunk[none] = self.complement.uniform(users[r[none]], rng)
+            out[lo : lo + r.size] = chunk
+        return out

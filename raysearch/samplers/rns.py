@@ -1,0 +1,24 @@
+"""RNS: uniform negatives, P(j | u) = 1 / (n_items - |P_u|) for every item j the user has not interacted with.
+
+Uniform item ids, positives rejected in batch (``Complement.uniform``), rank arithmetic for rows still
+rejected after the retry cap (a user with few non-positives): exact, O(1) a draw in the catalogue size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from raysearch.samplers.base import Sampler, ScoreFn, register
+
+
+@register
+class RNS(Sampler):
+    """Random (uniform) negative sampling."""
+
+    name = "rns"
+
+    def _sample(
+        self, users: np.ndarray, pos_items: np.ndarray, k: int, rng: np.random.Generator, score_fn: ScoreFn | None
+    ) -> np.ndarray:
+        rows = users if k == 1 else np.repeat(users, k)
+        return self.complement.uniform(rows, rng).reshape(users.size, k)

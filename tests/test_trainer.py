@@ -1,0 +1,148 @@
+"""The one-process trainer and pipelines on synthetic data: learning, selection, resume, ICPNS, GDNS."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from raysearch.config import load_run_config
+from raysearch.train import train
+from raysearch.train.checkpoint import load_checkpoint
+from raysearch.train.evaluator import Evaluator
+from raysearch.train.pipeline import hold_out_false_negatives, run_training
+from raysearch.train.rundir import RunDir
+from raysearch.train.trainer import InjectedFailure
+
+SMALL = ["trainer.batch_size=256", "trainer.progress=false", "model.dim=16", "trainer.lr=0.01"]
+
+
+@pytest.fixture(scope="module")
+def small_dataset():
+    cfg = load_run_config(SMALL)
+    from raysearch.data import load_dataset
+
+    return load_dataset(cfg.dataset, use_cache=False)
+
+
+def _run(overrides, dataset, out):
+    cfg = load_run_config([*SMALL, *overrides])
+    return run_training(cfg, dataset, RunDir(out)), cfg
+
+
+def test_training_beats_the_initial_model_and_records_everything(small_dataset, tmp_path):
+    results, cfg = _run(["trainer.epochs=8"], small_dataset, tmp_path / "run")
+    untrained, _ = _run(["trainer.epochs=0"], small_dataset, tmp_path / "zero")
+    assert results["valid"]["ndcg@10"] > untrained["valid"]["ndcg@10"] + 0.05
+    on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert on_disk["test"] == pytest.approx(results["test"])
+    for key in ("protocol", "dataset", "seed", "raysearch_version", "stages", "selected", "timings"):
+        assert key in on_disk
+    assert on_disk["protocol"]["protocol"] == "full"
+    assert on_disk["protocol"]["masked_at_test"] == ["train", "valid"]
+    assert on_disk["dataset"]["fingerprint"] == small_dataset.fingerprint
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 8 and all("sampling_share" in json.loads(line) for line in lines)
+    assert 0 < on_disk["timings"]["sampling_share"] < 1
+
+
+def test_test_split_is_evaluated_once_on_the_best_validation_epoch(small_dataset, tmp_path, monkeypatch):
+    calls = []
+    original = Evaluator.evaluate
+
+    def spy(self, model, split):
+        calls.append(split)
+        return original(self, model, split)
+
+    monkeypatch.setattr(Evaluator, "evaluate", spy)
+    results, _ = _run(["trainer.epochs=6", "trainer.lr=0.05"], small_dataset, tmp_path / "run")
+    assert calls.count("test") == 1 and calls[-1] == "test"
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    best = max(records, key=lambda r: r["valid"]["ndcg@10"])
+    assert results["selected"]["epoch"] == best["epoch"]
+    assert results["valid"]["ndcg@10"] == pytest.approx(best["valid"]["ndcg@10"])
+
+
+def test_early_stopping_respects_patience(small_dataset, tmp_path):
+    # A learning rate this small cannot improve NDCG much; stop after `patience` flat evaluations.
+    results, _ = _run(["trainer.epochs=40", "trainer.patience=2", "trainer.lr=1e-7"], small_dataset, tmp_path / "r")
+    stage = results["stages"]["train"]
+    assert stage["stopped_early"]
+    assert stage["epochs_run"] == stage["best_epoch"] + 1 + 2
+
+
+@pytest.mark.parametrize("model", ["mf", "lightgcn"])
+def test_resumed_run_equals_uninterrupted_run(small_dataset, tmp_path, model):
+    overrides = ["trainer.epochs=4", f"model={model}", "model.dim=16"]
+    full, _ = _run(overrides, small_dataset, tmp_path / "full")
+    with pytest.raises(InjectedFailure):
+        _run([*overrides, "trainer.fail_after_epoch=1"], small_dataset, tmp_path / "cut")
+    assert not (tmp_path / "cut" / "results.json").exists()
+    resumed, _ = _run([*overrides, "trainer.fail_after_epoch=1"], small_dataset, tmp_path / "cut")
+    assert resumed["test"] == full["test"]
+    assert resumed["valid"] == full["valid"]
+    a = load_checkpoint(tmp_path / "full" / "stages" / "train" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "cut" / "stages" / "train" / "last.pt")["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    # the resumed run's metric log has each epoch once
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [0, 1, 2, 3]
+
+
+def test_icpns_two_stages_fresh_optimiser_and_frozen_communities(small_dataset, tmp_path):
+    results, _ = _run(["sampler=icpns", "sampler.n_communities=3", "trainer.epochs=3", "sampler.finetune_epochs=2"],
+                      small_dataset, tmp_path / "run")
+    assert list(results["stages"]) == ["pretrain", "finetune"]
+    assert results["selected"]["stage"] == "finetune"
+    communities = np.load(tmp_path / "run" / "communities.npy")
+    assert communities.shape == (small_dataset.n_users,) and set(np.unique(communities)) == {0, 1, 2}
+    summary = json.loads((tmp_path / "run" / "communities.json").read_text())
+    assert sum(summary["sizes"]) == small_dataset.n_users
+    # fresh optimiser: stage 2's Adam has taken only stage-2 steps
+    ft = load_checkpoint(tmp_path / "run" / "stages" / "finetune" / "last.pt")
+    steps = [s["step"] for s in ft["optimizer"]["state"].values()]
+    pre = load_checkpoint(tmp_path / "run" / "stages" / "pretrain" / "last.pt")
+    pre_steps = [s["step"] for s in pre["optimizer"]["state"].values()]
+    assert float(steps[0]) * 3 == pytest.approx(float(pre_steps[0]) * 2)
+
+
+def test_icpns_without_pretraining_is_one_stage(small_dataset, tmp_path):
+    results, _ = _run(["sampler=icpns", "sampler.pretrain=false", "trainer.epochs=2"], small_dataset, tmp_path / "r")
+    assert list(results["stages"]) == ["finetune"]
+
+
+def test_gdns_group_wise_training_and_false_negative_analysis(small_dataset, tmp_path):
+    results, _ = _run(["sampler=gdns", "model=gmf", "trainer.optimizer=adagrad", "trainer.lr=0.09",
+                       "sampler.group_size=8", "trainer.epochs=3", "sampler.false_negative_analysis=true"],
+                      small_dataset, tmp_path / "run")
+    analysis = results["false_negative_analysis"]
+    assert analysis["n_false_negatives"] > 0
+    assert len(analysis["per_epoch"]) == 3
+    final = analysis["final"]
+    assert final["G_false_negatives"]["n"] > 0 and final["G_true_negatives"]["n"] > 0
+    assert sum(final["H_true_negatives"]["histogram"]["counts"]) == final["H_true_negatives"]["n"]
+
+
+def test_hold_out_false_negatives_takes_one_positive_per_eligible_user(small_dataset):
+    users, items, reduced = hold_out_false_negatives(small_dataset.train, np.random.default_rng(0))
+    counts = small_dataset.train.user_counts()
+    assert np.array_equal(np.sort(users), np.flatnonzero(counts >= 2))
+    assert small_dataset.train.contains(users, items).all()
+    assert not reduced.contains(users, items).any()
+    assert reduced.nnz == small_dataset.train.nnz - users.size
+
+
+def test_train_entry_point_refuses_to_overwrite_and_resumes(tmp_path):
+    from raysearch.errors import ConfigError
+
+    out = tmp_path / "run"
+    results = train([*SMALL, "trainer.epochs=1"], out=out)
+    assert (out / "results.json").exists() and results["run_dir"] == str(out)
+    with pytest.raises(ConfigError, match="holds a finished run"):
+        train([*SMALL, "trainer.epochs=1"], out=out)
+    with pytest.raises(ConfigError, match="has finished already"):
+        train(resume=out)
+    with pytest.raises(ConfigError, match=r"unknown key 'model\.depth'"):
+        train([*SMALL, "model.depth=3"], out=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
