@@ -344,6 +344,47 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def load_experiment(name: str) -> dict[str, Any]:
+    """``conf/experiments/NAME.yaml``: ``description``, ``overrides`` (a list of key=value strings) and
+    optionally ``sampler_overrides`` (sampler name -> list) applied only when that sampler is chosen."""
+    data = load_group("experiments", name)
+    lists = [data.get("overrides", []), *dict(data.get("sampler_overrides") or {}).values()]
+    for entries in lists:
+        if not isinstance(entries, list) or not all(isinstance(o, str) for o in entries):
+            raise ConfigError(f"experiment {name!r}: overrides must be lists of key=value strings")
+    return data
+
+
+def expand_experiments(overrides: Sequence[str]) -> list[str]:
+    """Replace each ``experiment=NAME`` by its overrides (recursively), followed by the experiment's
+    ``sampler_overrides`` for the sampler finally chosen."""
+
+    def flatten(entries: Sequence[str], seen: tuple[str, ...]) -> list[str | dict]:
+        out: list[str | dict] = []
+        for text in entries:
+            key, value = parse_override(text)
+            if key != "experiment":
+                out.append(text)
+                continue
+            if value in seen:
+                raise ConfigError(f"experiment {value!r} includes itself ({' -> '.join([*seen, str(value)])})")
+            data = load_experiment(str(value))
+            out.extend(flatten(data.get("overrides", []), (*seen, str(value))))
+            if data.get("sampler_overrides"):
+                out.append(dict(data["sampler_overrides"]))
+        return out
+
+    flat = flatten(overrides, ())
+    sampler = DEFAULT_GROUP_CHOICE["sampler"]
+    for entry in flat:
+        if isinstance(entry, str) and parse_override(entry)[0] == "sampler":
+            sampler = str(parse_override(entry)[1])
+    expanded: list[str] = []
+    for entry in flat:
+        expanded.extend(entry.get(sampler, []) if isinstance(entry, dict) else [entry])
+    return expanded
+
+
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     node = tree
@@ -361,9 +402,11 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
 def resolve(overrides: Sequence[str] = (), base: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Merge group YAML files and overrides into one plain mapping (not yet validated).
 
-    ``base`` (e.g. an experiment file) supplies group choices and values below the command line's.
+    ``base`` supplies group choices and values below the command line's. ``experiment=NAME`` (first on
+    the command line) expands into the overrides listed in ``conf/experiments/NAME.yaml``, which the
+    rest of the command line can still override.
     """
-    parsed = [parse_override(o) for o in overrides]
+    parsed = [parse_override(o) for o in expand_experiments(overrides)]
     choices = dict(DEFAULT_GROUP_CHOICE)
     tree: dict[str, Any] = {}
     base = dict(base or {})

@@ -130,3 +130,25 @@ def test_every_shipped_yaml_is_valid():
 
 def test_trainer_defaults_match_yaml():
     assert load_run_config([]).trainer == TrainerConfig()
+
+
+def test_experiment_expands_before_the_command_line_and_per_sampler():
+    cfg = load_run_config(["experiment=srns-protocol", "sampler=dns", "trainer.epochs=3"])
+    assert cfg.dataset.name == "ml-1m-loo" and cfg.model.name == "gmf"
+    assert cfg.trainer.epochs == 3  # the command line wins
+    assert cfg.trainer.optimizer == "adam"  # gdns-only overrides not applied to dns
+    gdns = load_run_config(["experiment=gdns-paper"])  # nested experiment + gdns-only overrides
+    assert gdns.sampler.name == "gdns"
+    assert gdns.trainer.optimizer == "adagrad" and gdns.trainer.lr == 0.09 and gdns.trainer.batch_size == 1024
+
+
+def test_unknown_experiment_is_named():
+    with pytest.raises(ConfigError, match=r"unknown experiments 'nope' \(known: .*gdns-paper"):
+        load_run_config(["experiment=nope"])
+
+
+def test_every_experiment_file_resolves():
+    from raysearch.train.pipeline import validate_components
+
+    for name in group_options("experiments"):
+        validate_components(load_run_config([f"experiment={name}"]))

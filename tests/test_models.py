@@ -7,6 +7,7 @@ import torch
 from raysearch.data.interactions import Interactions
 from raysearch.errors import ConfigError
 from raysearch.models import MODELS, make_model
+from raysearch.models.base import l2_regulariser
 from raysearch.models.graph import SparseGraph, mean_normalised_with_self_loops, symmetric_normalised
 
 
@@ -100,14 +101,26 @@ def test_node_dropout_drops_the_same_entries_in_a_and_its_transpose(graph_train)
     torch.testing.assert_close(nonzero, original * 2)
 
 
-def test_reg_loss_is_half_squared_norm_of_layer0_rows_over_batch(graph_train):
+def test_l2_regulariser_is_half_squared_norm_of_layer0_rows_over_batch(graph_train):
     model = make_model("mf", 12, 9, graph_train, dim=2)
     with torch.no_grad():
         model.tables.user_weight.fill_(1.0)
         model.tables.item_weight.fill_(2.0)
-    users, pos, neg = torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([2, 3])
-    # (2 users * 2 dims * 1 + 2 pos * 2 * 4 + 2 neg * 2 * 4) / 2 / 2 = (4 + 16 + 16) / 4 = 9
-    assert model.reg_loss(users, pos, neg).item() == pytest.approx(9.0)
+    users, items = torch.tensor([0, 1]), torch.tensor([[0, 2], [1, 3]])
+    _, _, u0, v0 = model.batch_rows(users, items)
+    # (2 users * 2 dims * 1 + 4 items * 2 dims * 4) / 2 / 2 = (4 + 32) / 4 = 9
+    assert l2_regulariser(2, u0, v0).item() == pytest.approx(9.0)
+
+
+@pytest.mark.parametrize("name", ["lightgcn", "ngcf"])
+def test_graph_models_regularise_layer0_not_final_rows(name, graph_train):
+    model = make_model(name, 12, 9, graph_train).eval()
+    reps = model.propagate()
+    users, items = torch.tensor([0, 5]), torch.tensor([[1], [2]])
+    u, v, u0, v0 = model.batch_rows(users, items, reps)
+    torch.testing.assert_close(u0, model.tables.user_weight[users])
+    torch.testing.assert_close(v0, model.tables.item_weight[items])
+    torch.testing.assert_close(u, reps.users[users])
 
 
 def test_ngcf_representation_concatenates_layers(graph_train):

@@ -130,6 +130,17 @@ def test_bad_values_and_unknown_names():
         make_sampler("hard", TRAIN)
 
 
+def test_parameters_can_be_validated_before_any_data():
+    params = SAMPLERS.get("pns").validate_params({"beta": 0.5})
+    assert params.beta == 0.5 and params.smoothing == 0.0
+    # ICPNS: the pipeline supplies ``communities`` later; the other keys are checked now.
+    assert SAMPLERS.get("icpns").validate_params({"alpha": 0.3}).alpha == 0.3
+    with pytest.raises(ConfigError, match="sampler 'icpns': alpha: must be >= 0, got -1.0"):
+        SAMPLERS.get("icpns").validate_params({"alpha": -1})
+    with pytest.raises(ConfigError, match="sampler 'gdns': unknown parameter 'groupsize'"):
+        SAMPLERS.get("gdns").validate_params({"groupsize": 8})
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_call_errors(name):
     sampler = build(name)
@@ -195,3 +206,15 @@ def test_epoch_hooks_are_accepted(name):
     sampler.sample(users, pos, rng=0, score_fn=scorer)
     sampler.end_epoch(0, scorer)
     assert isinstance(sampler.dynamic, bool)
+
+
+def test_benchmark_smoke_run_reports_every_sampler():
+    from raysearch.bench.samplers import run
+
+    lines: list[str] = []
+    rows = run(report=lines.append, sizes=(1000,), draws=8192, batch=4096, quick=True)
+    row = rows[0]
+    for name in ("rns", "pns", "icpns", "inbatch", "mixed", "dns", "choice", "multinomial"):
+        assert row[name]["draws_per_s"] > 0
+    assert row["build_pns_s"] > 0 and row["build_icpns_s"] > 0
+    assert any("draws per second" in line for line in lines)

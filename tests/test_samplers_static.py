@@ -354,6 +354,13 @@ def test_inbatch_exact_fallback_and_uniform_fallback():
     assert chi2_pvalue(none, uniform_reference(train, 0)) > P_MIN
 
 
+def test_inbatch_never_returns_the_rows_own_positive_item():
+    # Row 0's positive (item 5, e.g. a held-out item) is not in user 0's train row: still excluded.
+    train = Interactions.from_pairs([0, 1, 2], [0, 5, 6], 3, 10)
+    out = make_sampler("inbatch", train).sample([0, 1, 2], [5, 5, 6], 1000, rng=np.random.default_rng(5))
+    assert np.all(out[0] == 6)
+
+
 @pytest.mark.parametrize("share", [0.0, 0.3, 1.0])
 def test_mixed_is_the_per_slot_mixture_of_uniform_and_inbatch(share):
     train, users, pos = inbatch_setup()

@@ -30,10 +30,13 @@ MODELS: Registry[type[Recommender]] = Registry("model")
 
 @dataclass(frozen=True)
 class Representations:
-    """Final representations for one step: users (n_users, d), items (n_items, d) (may be views)."""
+    """Final representations users (n_users, d'), items (n_items, d') and the layer-0 tables they were
+    computed from, users0 (n_users, d), items0 (n_items, d) (the rows the L2 term applies to)."""
 
     users: Tensor
     items: Tensor
+    users0: Tensor | None = None
+    items0: Tensor | None = None
 
 
 class Recommender(nn.Module, ABC):
@@ -66,13 +69,15 @@ class Recommender(nn.Module, ABC):
         return user_reps
 
     # ------------------------------------------------------------------ derived
-    def batch_representations(self, users: Tensor, *item_sets: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """Representations of a batch: users (B, d) and one (…, d) tensor per item id tensor.
-
-        Graph models propagate over the whole graph once per call; MF-like models only look rows up.
+    def batch_rows(self, users: Tensor, items: Tensor, reps: Representations | None = None
+                   ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Rows of one step: final user (B, d') and item (..., d') representations, and the layer-0 rows
+        of the same ids (for the L2 term). ``items`` holds every item id of the step (positives and
+        negatives, any shape). Graph models index ``reps`` (one propagation, computed by the caller and
+        shared with the sampler's scorer); MF-like models look the rows up directly.
         """
-        reps = self.propagate()
-        return reps.users[users], [reps.items[i] for i in item_sets]
+        reps = reps if reps is not None else self.propagate()
+        return reps.users[users], reps.items[items], reps.users0[users], reps.items0[items]
 
     def interaction(self, user_reps: Tensor, item_reps: Tensor) -> Tensor:
         """Scores from representations: user_reps (..., d) broadcast against item_reps (..., d)."""
@@ -80,7 +85,7 @@ class Recommender(nn.Module, ABC):
 
     def score(self, users: Tensor, items: Tensor) -> Tensor:
         """Scores of (user, item) pairs, shape of ``items`` (``users`` broadcast: (B,) vs (B, k) is fine)."""
-        u, (v,) = self.batch_representations(users, items)
+        u, v, _, _ = self.batch_rows(users, items)
         if v.dim() > u.dim():
             u = u.unsqueeze(-2)
         return self.interaction(u, v)
@@ -90,14 +95,6 @@ class Recommender(nn.Module, ABC):
         """Scores of ``users`` (b,) against every item: (b, n_items)."""
         reps = reps if reps is not None else self.propagate()
         return self.query(reps.users[users]) @ reps.items.T
-
-    def reg_loss(self, users: Tensor, *item_sets: Tensor) -> Tensor:
-        """L2 of the batch's layer-0 rows: (||u||^2 + sum_sets ||i||^2) / 2 / B, as LightGCN's code."""
-        batch = users.shape[0]
-        total = self.tables.users(users).pow(2).sum()
-        for items in item_sets:
-            total = total + self.tables.items(items).pow(2).sum()
-        return total / 2 / batch
 
     @torch.no_grad()
     def user_representations(self) -> np.ndarray:
@@ -109,6 +106,11 @@ class Recommender(nn.Module, ABC):
         """A scoring function frozen at the current parameters: numpy (users, items) -> numpy float32."""
         reps = self.propagate()
         return make_scorer(self, reps)
+
+
+def l2_regulariser(batch_size: int, *rows: Tensor) -> Tensor:
+    """(sum of squared entries of ``rows``) / 2 / batch_size: LightGCN's L2 term on the batch's layer-0 rows."""
+    return sum(r.pow(2).sum() for r in rows) / 2 / batch_size
 
 
 def make_scorer(model: Recommender, reps: Representations) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:

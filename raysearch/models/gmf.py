@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from raysearch.config import require
-from raysearch.models.base import MODELS, Representations
+from raysearch.models.base import MODELS
 from raysearch.models.mf import INITIALISERS, MF
 
 
@@ -43,6 +43,3 @@ class GMF(MF):
 
     def query(self, user_reps: Tensor) -> Tensor:
         return user_reps * self.h[:, 0]
-
-    def propagate(self) -> Representations:
-        return Representations(self.tables.user_table(), self.tables.item_table())

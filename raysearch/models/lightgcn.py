@@ -39,11 +39,12 @@ class LightGCN(Recommender):
         self.tables.initialise(lambda w: nn.init.normal_(w, std=std))
 
     def propagate(self) -> Representations:
-        x = torch.cat([self.tables.user_table(), self.tables.item_table()], dim=0)
+        users0, items0 = self.tables.user_table(), self.tables.item_table()
+        x = torch.cat([users0, items0], dim=0)
         self.graph = self.graph.to(x.device)  # no-op once the graph sits where the parameters are
         total = x
         for _ in range(self.params.n_layers):
             x = self.graph.propagate(x)
             total = total + x
         final = total / (self.params.n_layers + 1)
-        return Representations(final[: self.n_users], final[self.n_users :])
+        return Representations(final[: self.n_users], final[self.n_users :], users0, items0)

@@ -40,8 +40,11 @@ class MF(Recommender):
         self.tables.initialise(INITIALISERS[self.params.init](self.params.init_std))
 
     def propagate(self) -> Representations:
-        return Representations(self.tables.user_table(), self.tables.item_table())
+        users, items = self.tables.user_table(), self.tables.item_table()
+        return Representations(users, items, users, items)
 
-    def batch_representations(self, users: Tensor, *item_sets: Tensor) -> tuple[Tensor, list[Tensor]]:
-        # No propagation: rows are looked up directly (cheap, and sharded tables fetch only these rows).
-        return self.tables.users(users), [self.tables.items(i) for i in item_sets]
+    def batch_rows(self, users: Tensor, items: Tensor, reps: Representations | None = None):
+        # No propagation: rows are looked up directly (cheap, and sharded tables fetch only these rows);
+        # the representations are the layer-0 rows themselves.
+        u, v = self.tables.users(users), self.tables.items(items)
+        return u, v, u, v

@@ -60,7 +60,8 @@ class NGCF(Recommender):
                 nn.init.xavier_uniform_(layer.bias.view(1, -1))
 
     def propagate(self) -> Representations:
-        ego = torch.cat([self.tables.user_table(), self.tables.item_table()], dim=0)
+        users0, items0 = self.tables.user_table(), self.tables.item_table()
+        ego = torch.cat([users0, items0], dim=0)
         self.graph = self.graph.to(ego.device)
         graph = self.graph.with_dropout(self.params.node_dropout) if self.training else self.graph
         layers = [ego]
@@ -70,4 +71,4 @@ class NGCF(Recommender):
             ego = F.dropout(ego, p=self.params.message_dropout, training=self.training)
             layers.append(F.normalize(ego, p=2, dim=1))
         final = torch.cat(layers, dim=1)
-        return Representations(final[: self.n_users], final[self.n_users :])
+        return Representations(final[: self.n_users], final[self.n_users :], users0, items0)

@@ -232,7 +232,7 @@ class RaggedAliasTable:
                 bad = int(tables[np.argmin(n)])
                 raise SamplingError(f"alias table {bad} is empty")
             u = rng.random(2 * rows)
-            # floor(u * size) can round up to size for u just below 1: clamp.
+            # Clamp: a guard; floor(u * size) < size for every double u < 1.
             k = lo + np.minimum((u[:rows] * n).astype(np.int64), n - 1)
         cell = self.packed.take(k, axis=0)
         entry = np.where(u[rows:] < cell[:, 0], k, cell[:, 1].astype(np.int64))

@@ -79,7 +79,8 @@ def call_scorer(score_fn: ScoreFn, users: np.ndarray, items: np.ndarray) -> np.n
     return scores.reshape(items.shape)
 
 
-def _ids(values: Any, what: str) -> np.ndarray:
+def as_ids(values: Any, what: str) -> np.ndarray:
+    """int64 array of ids; ``SamplingError`` for a non-integer dtype."""
     arr = np.asarray(values)
     if arr.size and arr.dtype.kind not in "iu":
         raise SamplingError(f"{what} must be integer ids, got dtype {arr.dtype}")
@@ -131,8 +132,8 @@ class Sampler(ABC):
         ``torch.no_grad`` and converts). Returns int64 (B, num_negatives); no entry is a training
         positive of its row's user.
         """
-        users = _ids(users, "users")
-        pos_items = _ids(pos_items, "pos_items")
+        users = as_ids(users, "users")
+        pos_items = as_ids(pos_items, "pos_items")
         if users.ndim != 1 or pos_items.shape != users.shape:
             raise SamplingError(
                 f"users and pos_items must be 1-d arrays of equal length, got shapes {users.shape} "

@@ -41,7 +41,7 @@ import numpy as np
 from raysearch.config import require
 from raysearch.errors import SamplingError
 from raysearch.rng import make_rng
-from raysearch.samplers.base import RngLike, Sampler, ScoreFn, _ids, call_scorer, register, sigmoid
+from raysearch.samplers.base import RngLike, Sampler, ScoreFn, as_ids, call_scorer, register, sigmoid
 from raysearch.samplers.exclusion import AVOID_PAD
 
 _CHUNK_CELLS = 1 << 22  # positives x pool cells per chunk for h_scope="all"
@@ -117,14 +117,15 @@ class GDNS(Sampler):
             raise SamplingError(f"sampler 'gdns': unexpected state {', '.join(sorted(extra))}")
 
     def pool_state(self, users: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Pools and their state: items int64, H_prev float32, G float32, seen, pinned bool, (U|R, M).
+        """Pools and their state, (U, M) or (R, M): items, H_prev float32, G float32, seen and pinned bool.
 
-        All users (read-only views that follow later updates) or copies of the rows of ``users``.
+        All users: read-only views that follow later updates (items int32). ``users``: copies of their
+        rows (items int64). Entries of a pool not yet filled (``seen`` False) carry no information.
         """
         arrays = {"items": self.items, "H_prev": self.h_prev, "G": self.gain, "seen": self.seen,
                   "pinned": self.pinned}
         if users is not None:
-            users = _ids(users, "users")
+            users = as_ids(users, "users")
             self.check_ids(users)
             out = {k: v[users] for k, v in arrays.items()}
             out["items"] = out["items"].astype(np.int64)
@@ -146,7 +147,8 @@ class GDNS(Sampler):
         fresh = self.complement.distinct(users, m, rng, avoid=self._pinned_items(users))
         keep = self.pinned[users]
         self.items[users] = np.where(keep, self.items[users], fresh)
-        self._reset(users, ~keep)
+        rows, slots = np.nonzero(~keep)
+        self._reset(users[rows], slots)
         self.filled[users] = True
 
     def _pinned_items(self, users: np.ndarray) -> np.ndarray:
@@ -156,13 +158,11 @@ class GDNS(Sampler):
             return np.empty((users.size, 0), dtype=np.int64)
         return np.where(pinned, self.items[users].astype(np.int64), AVOID_PAD)
 
-    def _reset(self, users: np.ndarray, mask: np.ndarray) -> None:
-        """Mark ``mask`` (R, M) slots of ``users`` as never seen."""
-        rows, slots = np.nonzero(mask)
-        u = users[rows]
-        self.seen[u, slots] = False
-        self.h_prev[u, slots] = 0.0
-        self.gain[u, slots] = self.params.init_gain
+    def _reset(self, users: np.ndarray, slots: np.ndarray) -> None:
+        """Mark pool slots (pairs of user id and slot, int (P,)) as never seen."""
+        self.seen[users, slots] = False
+        self.h_prev[users, slots] = 0.0
+        self.gain[users, slots] = self.params.init_gain
 
     def _select(self, users: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
         """int64 (R, n): slots with the highest G^{t-1}, ties broken uniformly at random."""
@@ -242,9 +242,7 @@ class GDNS(Sampler):
         rows = np.nonzero(valid)
         u, s = users[rows[0]], slots[rows]
         self.items[u, s] = fresh[rows]
-        self.seen[u, s] = False
-        self.h_prev[u, s] = 0.0
-        self.gain[u, s] = self.params.init_gain
+        self._reset(u, s)
 
     # ----------------------------------------------------------------- the group-wise API
     def sample_groups(
@@ -255,7 +253,7 @@ class GDNS(Sampler):
         Visits every user once: draws its positive group, selects the negative group by G^{t-1}, then
         updates H and G of its pool under ``score_fn`` and refreshes the pool.
         """
-        users = _ids(users, "users")
+        users = as_ids(users, "users")
         if users.ndim != 1:
             raise SamplingError(f"users must be a 1-d array, got shape {users.shape}")
         n = self.params.group_size
@@ -301,7 +299,7 @@ class GDNS(Sampler):
         reset to unseen; a pool not yet filled keeps its pinned slots when it is filled at the user's
         first visit). Pinned items must be non-positives; at most M pinned items a user.
         """
-        users, items = _ids(users, "users"), _ids(items, "items")
+        users, items = as_ids(users, "users"), as_ids(items, "items")
         if users.ndim != 1 or items.shape != users.shape:
             raise SamplingError("pin needs users and items as 1-d arrays of equal length")
         if users.size == 0:
@@ -330,6 +328,4 @@ class GDNS(Sampler):
         slot = (np.cumsum(free, axis=1) > rank[:, None]).argmax(axis=1)
         self.items[users, slot] = items
         self.pinned[users, slot] = True
-        self.seen[users, slot] = False
-        self.h_prev[users, slot] = 0.0
-        self.gain[users, slot] = self.params.init_gain
+        self._reset(users, slot)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from raysearch.samplers.base import Sampler, ScoreFn, register
-from raysearch.samplers.exclusion import MAX_ROUNDS
+from raysearch.samplers.exclusion import first_accepted
 
 _EXACT_CELLS = 1 << 22  # rows x batch cells per chunk of the exact fallback
 
@@ -36,25 +36,20 @@ class InBatch(Sampler):
     ) -> np.ndarray:
         """int64 (R,): one in-batch negative for each batch row index in ``rows`` (R,)."""
         b = users.size
-        out = np.empty(rows.size, dtype=np.int64)
         if b == 1:
             return self.complement.uniform(users[rows], rng)
         row_users, row_pos = users[rows], pos_items[rows]
 
-        def draw(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            other = (rows[idx] + 1 + rng.integers(0, b - 1, size=idx.size)) % b  # uniform over rows != own
-            cand = pos_items[other]
-            bad = (cand == row_pos[idx]) | self.complement.contains(row_users[idx], cand)
-            return cand, bad
+        def trial(idx: np.ndarray, g: np.random.Generator) -> np.ndarray:
+            shift = np.minimum((g.random(idx.size) * (b - 1)).astype(np.int64), b - 2)
+            return pos_items.take((rows.take(idx) + 1 + shift) % b)  # a uniform row other than its own
 
-        pending = np.arange(rows.size)
-        for _ in range(MAX_ROUNDS):
-            cand, bad = draw(pending)
-            out[pending] = cand
-            pending = pending[bad]
-            if pending.size == 0:
-                return out
-        out[pending] = self._exact(rows[pending], users, pos_items, rng)
+        def rejected(idx: np.ndarray, cand: np.ndarray) -> np.ndarray:
+            return (cand == row_pos.take(idx)) | self.complement.contains(row_users.take(idx), cand)
+
+        out, left = first_accepted(rows.size, trial, rejected, rng)
+        if left.size:
+            out[left] = self._exact(rows[left], users, pos_items, rng)
         return out
 
     def _exact(

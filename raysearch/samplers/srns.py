@@ -15,6 +15,9 @@ Follows the official code (``dingjingtao/SRNS``, ``SRNS_real/SRNS_main.py``):
   softmax(s_uj / tau) under the current model: the Gumbel-top-k trick, which is exactly sequential
   sampling without replacement.
 
+A user with fewer than S1 + S2 non-positives gets uniform draws with replacement instead (its memory
+may then repeat an item).
+
 The official pool of V = ``pool_size`` uniform non-positives per user, replaced every epoch, is equivalent
 to drawing fresh uniform items when the memory holds item ids (the default): nothing of size U x V is
 materialised. ``index_memory=True`` reproduces the official quirk instead: a per-user pool of V items
@@ -153,12 +156,14 @@ class SRNS(Sampler):
         items = self._items(users, self.memory[users])  # (B, S1)
         scores = call_scorer(score_fn, users[:, None], items)
         likelihood = sigmoid(scores - call_scorer(score_fn, users, pos_items)[:, None])
-        std = self._std(users, pos_items, items)
-        if self.params.alpha >= 0:
-            ramp = 1.0 if self.params.warmup == 0 else min(1.0, self.epoch / self.params.warmup)
-            criterion = likelihood + self.params.alpha * ramp * std
-        else:
-            criterion = std
+        alpha = self.params.alpha
+        ramp = 1.0 if self.params.warmup == 0 else min(1.0, self.epoch / self.params.warmup)
+        if alpha < 0:
+            criterion = self._std(users, pos_items, items)
+        elif alpha * ramp > 0:
+            criterion = likelihood + alpha * ramp * self._std(users, pos_items, items)
+        else:  # the std term has weight 0: skip the snapshot scoring
+            criterion = likelihood
         # The sigmoid saturates (ties at 1.0 for gaps > ~37): ties go to the higher raw score, which is
         # the order the exact criterion has.
         choice = np.lexsort((-scores, -criterion), axis=-1)[:, :k]

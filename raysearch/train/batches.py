@@ -20,21 +20,23 @@ def pair_rows(train: Interactions, users: np.ndarray | None = None) -> tuple[np.
     return row_users, items
 
 
-def pair_batches(users: np.ndarray, items: np.ndarray, batch_size: int,
+def pair_batches(users: np.ndarray, items: np.ndarray, n_steps: int,
                  rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Shuffled (users, items) batches of ``batch_size`` rows (the last one may be smaller)."""
+    """The shuffled (users, items) rows in ``n_steps`` batches of near-equal size.
+
+    The number of steps, not the batch size, is fixed so that every process of a distributed run takes
+    the same number of steps (their collectives must pair up) even when their shards differ in size.
+    """
     order = rng.permutation(users.size)
-    for start in range(0, order.size, batch_size):
-        idx = order[start : start + batch_size]
+    for idx in np.array_split(order, n_steps):
         yield users[idx], items[idx]
 
 
-def user_batches(users: np.ndarray, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
-    """Shuffled batches of distinct users."""
-    order = rng.permutation(users)
-    for start in range(0, order.size, batch_size):
-        yield order[start : start + batch_size]
+def user_batches(users: np.ndarray, n_steps: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Shuffled distinct users in ``n_steps`` batches of near-equal size."""
+    yield from np.array_split(rng.permutation(users), n_steps)
 
 
-def n_batches(n_rows: int, batch_size: int) -> int:
-    return -(-n_rows // batch_size)
+def n_steps_for(n_rows: int, batch_size: int) -> int:
+    """Steps of an epoch over ``n_rows`` rows with (at most) ``batch_size`` rows a step."""
+    return max(1, -(-n_rows // batch_size))

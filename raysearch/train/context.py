@@ -7,11 +7,14 @@ shards users across ranks and gathers per-user evaluation values. Nothing else i
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import torch
 
 from raysearch.evaluation import EvalResult
+from raysearch.train.batches import n_steps_for
 
 
 class TrainingContext(Protocol):
@@ -32,6 +35,18 @@ class TrainingContext(Protocol):
 
     def broadcast_object(self, obj: object) -> object:
         """Rank 0's ``obj`` on every process."""
+
+    def n_steps(self, my_rows: int, batch_size: int) -> int:
+        """Steps of the epoch, equal on every process: the global rows over the global batch size."""
+
+    def reduce_gradients(self, model: torch.nn.Module) -> None:
+        """Sum the gradients of replicated (not sharded) parameters over processes."""
+
+    def checkpoint_name(self, kind: str) -> str:
+        """File name of this process's ``kind`` ("last" or "best") checkpoint."""
+
+    def epoch_done(self, stage: str, epoch: int, stage_dir: Path, record: dict) -> None:
+        """Called by every process after the epoch's checkpoint is written (e.g. to report it to Ray)."""
 
 
 class LocalContext:
@@ -55,3 +70,15 @@ class LocalContext:
 
     def broadcast_object(self, obj: object) -> object:
         return obj
+
+    def n_steps(self, my_rows: int, batch_size: int) -> int:
+        return n_steps_for(my_rows, batch_size)
+
+    def reduce_gradients(self, model: torch.nn.Module) -> None:
+        return None
+
+    def checkpoint_name(self, kind: str) -> str:
+        return f"{kind}.pt"
+
+    def epoch_done(self, stage: str, epoch: int, stage_dir: Path, record: dict) -> None:
+        return None

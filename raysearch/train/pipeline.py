@@ -87,6 +87,7 @@ class IcpnsPipelineParams:
     pretrain_epochs: int | None = None  # None: trainer.epochs
     finetune_epochs: int | None = None  # None: trainer.epochs
     finetune_lr: float | None = None  # None: trainer.lr
+    finetune_patience: int | None = None  # None: trainer.patience
     cluster_seed: int | None = None  # None: trainer.seed
 
     def __post_init__(self) -> None:
@@ -94,6 +95,8 @@ class IcpnsPipelineParams:
         require(self.pretrain_epochs is None or self.pretrain_epochs >= 0, "sampler.pretrain_epochs", "must be >= 0")
         require(self.finetune_epochs is None or self.finetune_epochs >= 0, "sampler.finetune_epochs", "must be >= 0")
         require(self.finetune_lr is None or self.finetune_lr > 0, "sampler.finetune_lr", "must be > 0")
+        require(self.finetune_patience is None or self.finetune_patience >= 1, "sampler.finetune_patience",
+                "must be >= 1")
 
 
 def run_icpns(trainer: Trainer, cfg: RunConfig, dataset: Dataset, params: IcpnsPipelineParams,
@@ -118,7 +121,8 @@ def run_icpns(trainer: Trainer, cfg: RunConfig, dataset: Dataset, params: IcpnsP
     sampler = make_sampler("icpns", dataset.train, communities=communities, **sampler_params)
     lr = _or(params.finetune_lr, t.lr)
     # A fresh optimiser: Trainer.fit builds one per stage (the official code re-creates Adam).
-    stages.append(trainer.fit(StageSpec("finetune", sampler, _or(params.finetune_epochs, t.epochs), lr)))
+    stages.append(trainer.fit(StageSpec("finetune", sampler, _or(params.finetune_epochs, t.epochs), lr,
+                                        params.finetune_patience)))
     return PipelineRun(stages, {"communities": summary, "sampler_params": _params_of(sampler)})
 
 
@@ -283,7 +287,8 @@ def _or(value, default):
 
 
 def _params_of(sampler: Any) -> dict[str, Any]:
+    """The sampler's resolved parameters for results, without per-user arrays (ICPNS's communities)."""
     params = getattr(sampler, "params", None)
     if params is None or not dataclasses.is_dataclass(params):
         return {}
-    return {k: v for k, v in to_plain(params).items() if not isinstance(v, list) or len(v) < 64}
+    return {k: v for k, v in to_plain(params).items() if not isinstance(v, (list, np.ndarray))}

@@ -26,9 +26,9 @@ from raysearch.config import TrainerConfig
 from raysearch.data.dataset import Dataset
 from raysearch.errors import ConfigError, RaysearchError
 from raysearch.losses import LOSSES
-from raysearch.models.base import Recommender, make_scorer
+from raysearch.models.base import Recommender, l2_regulariser, make_scorer
 from raysearch.rng import make_rng, torch_seed
-from raysearch.train.batches import n_batches, pair_batches, pair_rows, user_batches
+from raysearch.train.batches import pair_batches, pair_rows, user_batches
 from raysearch.train.checkpoint import load_checkpoint, save_checkpoint
 from raysearch.train.context import LocalContext, TrainingContext
 from raysearch.train.evaluator import Evaluator
@@ -53,6 +53,7 @@ class StageSpec:
     sampler: Any
     epochs: int
     lr: float
+    patience: int | None = None  # None: trainer.patience
 
 
 @dataclass
@@ -138,7 +139,7 @@ class Trainer:
         state = {"best_metric": -math.inf, "best_epoch": -1, "best_valid": {}, "bad_evals": 0,
                  "epoch_seconds": [], "sampling_seconds": [], "step_seconds": [], "draws": 0}
         start_epoch = 0
-        last = stage_dir / "last.pt"
+        last = stage_dir / self.context.checkpoint_name("last")
         if last.exists():
             ckpt = load_checkpoint(last, self.device)
             self.model.load_state_dict(ckpt["model"])
@@ -165,14 +166,16 @@ class Trainer:
                 metric = valid[self.evaluator.valid_metric]
                 if metric > state["best_metric"]:
                     state.update(best_metric=metric, best_epoch=epoch, best_valid=valid, bad_evals=0)
-                    self._save(stage_dir / "best.pt", spec, optimizer, epoch, state)
+                    self._save(stage_dir / self.context.checkpoint_name("best"), spec, optimizer, epoch, state)
                 else:
                     state["bad_evals"] += 1
                 bar.set_postfix(loss=f"{record['loss']:.4f}", **{self.evaluator.valid_metric: f"{metric:.4f}"})
-                stopped_early = state["bad_evals"] >= self.cfg.patience
-            self._save(stage_dir / "last.pt", spec, optimizer, epoch, state)
+                patience = self.cfg.patience if spec.patience is None else spec.patience
+                stopped_early = state["bad_evals"] >= patience
+            self._save(stage_dir / self.context.checkpoint_name("last"), spec, optimizer, epoch, state)
             if self.context.is_main:
                 self.run_dir.append_metrics(record)
+            self.context.epoch_done(spec.name, epoch, stage_dir, record)
             self._maybe_fail(epoch)
             if stopped_early:
                 break
@@ -181,7 +184,7 @@ class Trainer:
             # No epoch ran (epochs=0): the initial model is the stage's result.
             result = self.evaluator.evaluate(self.model, "valid")
             state.update(best_epoch=-1, best_valid=result.means)
-            self._save(stage_dir / "best.pt", spec, optimizer, -1, state)
+            self._save(stage_dir / self.context.checkpoint_name("best"), spec, optimizer, -1, state)
         outcome = StageOutcome(
             stage=spec.name, best_epoch=state["best_epoch"], best_valid=state["best_valid"],
             epochs_run=len(state["epoch_seconds"]), stopped_early=stopped_early,
@@ -197,14 +200,13 @@ class Trainer:
 
     def load_best(self, spec: StageSpec) -> None:
         """Put the stage's best-validation weights (and sampler state) into the model."""
-        ckpt = load_checkpoint(self.run_dir.stage_dir(spec.name) / "best.pt", self.device)
+        ckpt = load_checkpoint(self.run_dir.stage_dir(spec.name) / self.context.checkpoint_name("best"), self.device)
         self.model.load_state_dict(ckpt["model"])
         spec.sampler.load_state_dict(ckpt["sampler"])
 
     # ------------------------------------------------------------------ internals
     def _save(self, path: Path, spec: StageSpec, optimizer, epoch: int, state: dict) -> None:
-        if not self.context.is_main:
-            return
+        # Every process saves its own file (its shard of the tables and their optimiser state).
         save_checkpoint(path, {
             "epoch": epoch,
             "model": self.model.state_dict(),
@@ -237,24 +239,26 @@ class Trainer:
         if group_wise:
             counts = self.dataset.train.user_counts()
             active = self.my_users[counts[self.my_users] > 0]
-            batches = user_batches(active, cfg.batch_size, rng)
-            total = n_batches(active.size, cfg.batch_size)
+            n_steps = self.context.n_steps(active.size, cfg.batch_size)
+            batches = user_batches(active, n_steps, rng)
         else:
             users_all, items_all = pair_rows(self.dataset.train, self.my_users)
-            batches = pair_batches(users_all, items_all, cfg.batch_size, rng)
-            total = n_batches(users_all.size, cfg.batch_size)
+            n_steps = self.context.n_steps(users_all.size, cfg.batch_size)
+            batches = pair_batches(users_all, items_all, n_steps, rng)
 
         sampling = steps = loss_sum = 0.0
         rows = draws = 0
         t_epoch = time.perf_counter()
-        inner = tqdm(batches, total=total, desc=f"epoch {epoch}", leave=False, unit="batch",
+        inner = tqdm(batches, total=n_steps, desc=f"epoch {epoch}", leave=False, unit="batch",
                      disable=not self.show_progress, dynamic_ncols=True)
+        model = self.model
         for batch in inner:
             t_step = time.perf_counter()
-            reps = self.model.propagate() if self.model.propagates else None
+            # Graph models propagate once per step; the sampler's scorer reuses those representations.
+            reps = model.propagate() if model.propagates else None
             score_fn = None
             if sampler.dynamic:
-                score_fn = make_scorer(self.model, reps if reps is not None else self.model.propagate())
+                score_fn = make_scorer(model, reps if reps is not None else model.propagate())
             t_sample = time.perf_counter()
             if group_wise:
                 users = batch
@@ -266,22 +270,22 @@ class Trainer:
             draws += int(np.asarray(neg).size)
 
             u_t = torch.as_tensor(users, device=self.device)
-            p_t = torch.as_tensor(np.asarray(pos), device=self.device)
-            n_t = torch.as_tensor(np.asarray(neg), device=self.device)
-            if reps is not None:
-                u, p, n = reps.users[u_t], reps.items[p_t], reps.items[n_t]
-            else:
-                u, (p, n) = self.model.batch_representations(u_t, p_t, n_t)
-            if group_wise:
-                pos_scores = self.model.interaction(u.unsqueeze(1), p)
-            else:
-                pos_scores = self.model.interaction(u, p)
-            neg_scores = self.model.interaction(u.unsqueeze(1), n)
-            loss = loss_fn(pos_scores, neg_scores, margin)
+            pos = np.asarray(pos).reshape(len(users), -1)
+            neg = np.asarray(neg).reshape(len(users), -1)
+            # one lookup for positives and negatives: (B, P + K) item ids
+            i_t = torch.as_tensor(np.concatenate([pos, neg], axis=1), device=self.device)
+            u, v, u0, v0 = model.batch_rows(u_t, i_t, reps)
+            scores = model.interaction(u.unsqueeze(1), v)  # (B, P + K)
+            p_scores, n_scores = scores[:, : pos.shape[1]], scores[:, pos.shape[1] :]
+            loss = loss_fn(p_scores if group_wise else p_scores[:, 0], n_scores, margin)
             if cfg.reg > 0:
-                loss = loss + cfg.reg * self.model.reg_loss(u_t, p_t.reshape(-1), n_t.reshape(-1))
+                loss = loss + cfg.reg * l2_regulariser(len(users), u0, v0)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            # Each process averages over its rows; the objective is the mean over processes, whose
+            # gradient for sharded rows is summed by the tables' collectives and for replicated
+            # parameters by context.reduce_gradients.
+            (loss / self.context.world_size).backward()
+            self.context.reduce_gradients(model)
             optimizer.step()
             steps += time.perf_counter() - t_step
             loss_sum += float(loss.detach()) * len(users)
