@@ -274,7 +274,8 @@ class TrainerConfig:
     seed: int = 2026
     device: Literal["cpu", "cuda"] = "cpu"
     threads: int = 0  # torch intra-op threads; 0: the CPUs available to this process
-    workers: int = 1  # > 1: Ray Train workers
+    workers: int = 1  # > 1: Ray Train workers with row-sharded embeddings
+    max_failures: int = 0  # Ray Train: worker-group restarts from the latest checkpoint before giving up
     eval_every: int = 1
     patience: int = 10  # evaluations without improvement before stopping
     valid_metric: str = "ndcg@10"
@@ -289,6 +290,7 @@ class TrainerConfig:
         require(self.num_negatives >= 1, "trainer.num_negatives", "must be >= 1")
         require(self.threads >= 0, "trainer.threads", "must be >= 0")
         require(self.workers >= 1, "trainer.workers", "must be >= 1")
+        require(self.max_failures >= 0, "trainer.max_failures", "must be >= 0")
         require(self.eval_every >= 1, "trainer.eval_every", "must be >= 1")
         require(self.patience >= 1, "trainer.patience", "must be >= 1")
 

@@ -20,3 +20,14 @@ def toy_train() -> Interactions:
     users = np.array([0, 0, 0, 1, 1, 2])
     items = np.array([0, 2, 5, 1, 2, 4])
     return Interactions.from_pairs(users, items, 4, 6)
+
+
+@pytest.fixture(scope="session")
+def ray_session(tmp_path_factory):
+    """One local Ray cluster (2 CPUs) shared by every test that needs Ray."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             object_store_memory=512 * 2**20)
+    yield {"storage": str(tmp_path_factory.mktemp("ray").resolve())}
+    ray.shutdown()

@@ -107,7 +107,7 @@ class _GatherTable(torch.autograd.Function):
         padded = torch.zeros(per_rank, weight.shape[1], dtype=weight.dtype)
         padded[: weight.shape[0]] = weight.detach()
         gathered = torch.empty(world * per_rank, weight.shape[1], dtype=weight.dtype)
-        dist.all_gather_into_tensor(gathered, padded)
+        dist.all_gather_single(gathered, padded)
         stats.add(padded.numel() * padded.element_size())
         # gathered[r * per_rank + j] is global row j * world + r: reorder to global order.
         table = gathered.view(world, per_rank, -1).transpose(0, 1).reshape(world * per_rank, -1)[:n]
@@ -123,7 +123,7 @@ class _GatherTable(torch.autograd.Function):
         # back to rank-major order: block r holds the rows rank r owns
         by_rank = full.view(per_rank, world, -1).transpose(0, 1).reshape(world * per_rank, -1).contiguous()
         mine = torch.empty(per_rank, grad.shape[1], dtype=grad.dtype)
-        dist.reduce_scatter_tensor(mine, by_rank)
+        dist.reduce_scatter_single(mine, by_rank)
         ctx.stats.add(by_rank.numel() * by_rank.element_size())
         return mine[: ctx.local], None, None, None
 

@@ -229,12 +229,15 @@ def build_model(cfg: RunConfig, dataset: Dataset, tables=None) -> Recommender:
     return model.to(cfg.trainer.device)
 
 
-def run_training(cfg: RunConfig, dataset: Dataset, run_dir: RunDir,
-                 context: TrainingContext | None = None, tables=None) -> dict[str, Any]:
-    """Train with the sampler's pipeline, evaluate the selected model on test once, return the results."""
+def run_training(cfg: RunConfig, dataset: Dataset, run_dir: RunDir, context: TrainingContext | None = None,
+                 tables=None, threads: int | None = None) -> dict[str, Any]:
+    """Train with the sampler's pipeline, evaluate the selected model on test once, return the results.
+
+    ``context``/``tables``: a distributed worker's context and sharded tables (default: one process).
+    """
     context = context or LocalContext()
     started = time.perf_counter()
-    threads = configure_threads(cfg.trainer.threads)
+    threads = configure_threads(threads if threads is not None else cfg.trainer.threads)
     if cfg.trainer.device == "cuda" and not torch.cuda.is_available():
         from raysearch.errors import ConfigError
 

@@ -219,7 +219,9 @@ class Trainer:
         if self.cfg.fail_after_epoch is None or epoch != self.cfg.fail_after_epoch:
             return
         marker = self.run_dir.path / ".injected-failure"
-        if marker.exists():
+        fired = marker.exists()
+        self.context.sum(np.zeros(1))  # a barrier: every process has looked before the marker is written
+        if fired:
             return
         if self.context.is_main:
             marker.touch()
