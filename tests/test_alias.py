@@ -196,7 +196,8 @@ def test_ragged_memory_is_the_total_support_and_empty_tables_refuse_draws():
     offsets, weights, outcomes = ragged_example()
     ragged = RaggedAliasTable.from_segments(offsets, weights, outcomes)
     total = int(offsets[-1])
-    assert ragged.nbytes == 8 * (len(offsets) + 4 * total)  # offsets + outcomes, p, prob, alias
+    # offsets + outcomes, p, prob, alias (8 bytes an entry each) + the 16-byte draw cell of each entry
+    assert ragged.nbytes == 8 * (len(offsets) + 4 * total) + 16 * total
     with pytest.raises(SamplingError, match="alias table 2 is empty"):
         ragged.draw(np.array([0, 2]), np.random.default_rng(0))
     with pytest.raises(SamplingError, match="alias table 2 is empty"):

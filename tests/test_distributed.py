@@ -12,7 +12,7 @@ from raysearch.train import train
 BASE = ["trainer.progress=false", "model.dim=16", "trainer.batch_size=256", "trainer.lr=0.01"]
 
 
-def _step_worker(rank, world, model_name):
+def _step_worker(rank, world, model_name, params):
     """One training step of `model_name` on rank `rank`'s half of a fixed batch; returns full grads."""
     from raysearch.data.synthetic import synthetic_dataset
     from raysearch.distributed.context import DistributedContext
@@ -24,7 +24,7 @@ def _step_worker(rank, world, model_name):
     ds = synthetic_dataset(n_users=60, n_items=40)
     torch.manual_seed(0)
     tables = ShardedEmbeddings(ds.n_users, ds.n_items, 8) if world > 1 else None
-    model = make_model(model_name, ds.n_users, ds.n_items, ds.train, tables=tables, dim=8)
+    model = make_model(model_name, ds.n_users, ds.n_items, ds.train, tables=tables, dim=8, **params)
     users, items = ds.train.pairs()
     rng = np.random.default_rng(0)
     neg = rng.integers(0, ds.n_items, users.size)
@@ -48,10 +48,14 @@ def _step_worker(rank, world, model_name):
     return {k: v.numpy() for k, v in grads.items()}
 
 
-@pytest.mark.parametrize("model_name", ["gmf", "lightgcn"])
-def test_a_step_on_two_ranks_equals_a_step_on_one(model_name):
-    (single,) = run_in_process_group(_step_worker, 1, model_name)
-    ranks = run_in_process_group(_step_worker, 2, model_name)
+@pytest.mark.parametrize(("model_name", "params"), [
+    ("gmf", {}),
+    ("lightgcn", {}),
+    ("ngcf", {"layer_sizes": [8, 8], "node_dropout": 0.0, "message_dropout": 0.0}),  # no randomness
+])
+def test_a_step_on_two_ranks_equals_a_step_on_one(model_name, params):
+    (single,) = run_in_process_group(_step_worker, 1, model_name, params)
+    ranks = run_in_process_group(_step_worker, 2, model_name, params)
     for name, expected in single.items():
         if name.startswith("tables."):
             got = ranks[0][name] + ranks[1][name]  # each rank holds the gradient of its own rows

@@ -15,7 +15,7 @@ from raysearch.data.interactions import Interactions
 from raysearch.errors import ConfigError
 from raysearch.samplers import make_sampler
 from raysearch.samplers.alias import RaggedAliasTable
-from raysearch.samplers.exclusion import Complement, ExcludingTables, KeySet, floyd_ranks
+from raysearch.samplers.exclusion import Complement, ExcludingTables, PairSet, floyd_ranks
 
 P_MIN = 1e-3  # chi-square p-value threshold (fixed seeds: deterministic outcomes)
 
@@ -64,12 +64,20 @@ def popularity_reference(train: Interactions, user: int, beta: float, smoothing:
 
 
 # --------------------------------------------------------------------------- exclusion machinery
-@pytest.mark.parametrize("n_keys", [0, 1, 1000, 300_000])
-def test_keyset_membership_matches_isin(n_keys):
-    rng = np.random.default_rng(n_keys)
-    keys = np.unique(rng.integers(0, 5 * max(n_keys, 1), n_keys))
-    queries = np.concatenate([keys, rng.integers(0, 5 * max(n_keys, 1) + 10, 50_000)])
-    np.testing.assert_array_equal(KeySet(keys).contains(queries), np.isin(queries, keys))
+@pytest.mark.parametrize(("n_pairs", "n_users", "n_items"), [(0, 5, 7), (1, 3, 4), (1000, 50, 300), (300_000, 2000, 5000)])
+def test_pair_set_membership_matches_isin(n_pairs, n_users, n_items):
+    rng = np.random.default_rng(n_pairs)
+    users = rng.integers(0, n_users, n_pairs)
+    items = np.minimum(rng.zipf(1.3, n_pairs) - 1, n_items - 1)  # popular low ids: many pairs share slots
+    pairs = PairSet(users, items, n_users, n_items)
+    if n_pairs >= 1000:
+        assert pairs.shared_keys.size > 0  # the shared-slot path is exercised
+    q_users = np.concatenate([users, rng.integers(0, n_users, 50_000), [0, n_users - 1]])
+    q_items = np.concatenate([items, rng.integers(0, n_items, 50_000), [n_items - 1, 0]])
+    expected = np.isin(q_users * n_items + q_items, users * n_items + items)
+    np.testing.assert_array_equal(pairs.contains(q_users, q_items), expected)
+    np.testing.assert_array_equal(pairs.contains(q_users[:, None], q_items[None, :40]),
+                                  np.isin(q_users[:, None] * n_items + q_items[None, :40], users * n_items + items))
 
 
 def test_rank_arithmetic_matches_brute_force():

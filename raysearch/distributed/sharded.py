@@ -11,10 +11,17 @@ Two access paths, both differentiable:
   their owners with one ``all_to_all`` (ids) and the rows come back with a second one; the backward pass
   returns each row's gradient to its owner with one ``all_to_all`` and accumulates it there.
   Communication per call: 8 bytes per distinct id and ``4 * dim`` bytes per distinct row, each way.
-* ``user_table()`` / ``item_table()`` (graph backbones, which propagate over the whole graph, and full
-  ranking): the shards are ``all_gather``-ed into the whole table; the backward pass is a
+* ``user_table()`` / ``item_table()`` / ``gather_nodes(rows)`` (full ranking, clustering, and graph
+  propagation): the shards are ``all_gather``-ed into the whole table; the backward pass is a
   ``reduce_scatter`` (every rank's gradient summed, each owner keeping its rows).
   Communication per call: ``4 * dim * n`` bytes gathered, the same again for gradients.
+
+Graph backbones propagate row-partitioned: rank r holds the rows of the normalised adjacency for its own
+nodes (its users and items) and computes only those rows of every layer, ``X_r^(k+1) = A[r, :] X^(k)``,
+after one ``gather_nodes`` of the previous layer. Per step and L layers: L + 1 all-gathers of the
+(n_users + n_items, d) node table forward (the inputs of the L layers and the final layer mean) and as
+many reduce-scatters backward, i.e. 2 (L + 1) * 4 * d * (n_users + n_items) * (W - 1) / W bytes per rank;
+the sparse products are split W ways.
 
 With one process (W = 1) both paths reduce to plain indexing of a local parameter.
 Every collective must be entered by all ranks in the same order: callers issue the same sequence of
@@ -163,6 +170,19 @@ class ShardedEmbeddings(EmbeddingTables):
             full = torch.empty(n, self.dim)
             init(full)
             weight.copy_(full[torch.from_numpy(owned_ids(n, self.rank, self.world))])
+
+    def local_node_ids(self) -> np.ndarray:
+        return np.concatenate([owned_ids(self.n_users, self.rank, self.world),
+                               self.n_users + owned_ids(self.n_items, self.rank, self.world)])
+
+    def local_nodes(self) -> Tensor:
+        return torch.cat([self.user_weight, self.item_weight], dim=0)
+
+    def gather_nodes(self, local: Tensor) -> Tensor:
+        n_local_users = self.user_weight.shape[0]
+        users = _GatherTable.apply(local[:n_local_users], self.n_users, self.world, self.stats)
+        items = _GatherTable.apply(local[n_local_users:], self.n_items, self.world, self.stats)
+        return torch.cat([users, items], dim=0)
 
     def param_bytes(self) -> int:
         return sum(p.numel() * p.element_size() for p in (self.user_weight, self.item_weight))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -35,6 +36,20 @@ class EmbeddingTables(nn.Module):
 
     def initialise(self, init: Callable[[Tensor], object], seed_offset: int = 0) -> None:
         """Apply an in-place ``torch.nn.init`` function to both tables."""
+        raise NotImplementedError
+
+    # Graph backbones work on "nodes": users then items, (n_users + n_items) rows in global order.
+    def local_node_ids(self) -> np.ndarray:
+        """int64: global node ids (users 0..U-1, items U..U+I-1) of this process's rows, in local order."""
+        raise NotImplementedError
+
+    def local_nodes(self) -> Tensor:
+        """This process's layer-0 node rows (len(local_node_ids()), dim)."""
+        raise NotImplementedError
+
+    def gather_nodes(self, local: Tensor) -> Tensor:
+        """All processes' node rows (n_users + n_items, d) in global order, from each one's ``local``
+        rows (differentiable: the gradient of every row returns to the process that owns it)."""
         raise NotImplementedError
 
 
@@ -63,3 +78,12 @@ class DenseEmbeddings(EmbeddingTables):
     def initialise(self, init: Callable[[Tensor], object], seed_offset: int = 0) -> None:
         init(self.user_weight)
         init(self.item_weight)
+
+    def local_node_ids(self) -> np.ndarray:
+        return np.arange(self.n_users + self.n_items, dtype=np.int64)
+
+    def local_nodes(self) -> Tensor:
+        return torch.cat([self.user_weight, self.item_weight], dim=0)
+
+    def gather_nodes(self, local: Tensor) -> Tensor:
+        return local

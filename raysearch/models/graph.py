@@ -69,7 +69,8 @@ class SparseGraph:
         matrix = matrix.tocsr()
         matrix.sort_indices()
         self.shape = matrix.shape
-        self.symmetric = (abs(matrix - matrix.T) > 1e-12).nnz == 0
+        # A row block of a distributed graph is rectangular: it needs its own transpose.
+        self.symmetric = matrix.shape[0] == matrix.shape[1] and (abs(matrix - matrix.T) > 1e-12).nnz == 0
         self.adjacency = to_torch_csr(matrix, device)
         if self.symmetric:
             self.transpose, self._to_transpose = self.adjacency, None

@@ -32,19 +32,23 @@ class LightGCN(Recommender):
 
     def __init__(self, n_users, n_items, params, train, tables=None):
         super().__init__(n_users, n_items, params, train, tables=tables)
-        self.graph = SparseGraph(symmetric_normalised(train))
+        # This process's rows of the adjacency (all of it in one process).
+        self.graph = SparseGraph(symmetric_normalised(train)[self.tables.local_node_ids()])
 
     def reset_parameters(self) -> None:
         std = self.params.init_std
         self.tables.initialise(lambda w: nn.init.normal_(w, std=std))
 
     def propagate(self) -> Representations:
-        users0, items0 = self.tables.user_table(), self.tables.item_table()
-        x = torch.cat([users0, items0], dim=0)
-        self.graph = self.graph.to(x.device)  # no-op once the graph sits where the parameters are
-        total = x
-        for _ in range(self.params.n_layers):
-            x = self.graph.propagate(x)
-            total = total + x
-        final = total / (self.params.n_layers + 1)
-        return Representations(final[: self.n_users], final[self.n_users :], users0, items0)
+        local = self.tables.local_nodes()  # layer 0, this process's node rows
+        self.graph = self.graph.to(local.device)  # no-op once the graph sits where the parameters are
+        layer0 = self.tables.gather_nodes(local)  # every node's row (the identity in one process)
+        x, total = layer0, local
+        for k in range(self.params.n_layers):
+            x_local = self.graph.propagate(x)  # this process's rows of layer k + 1
+            total = total + x_local
+            if k + 1 < self.params.n_layers:
+                x = self.tables.gather_nodes(x_local)
+        final = self.tables.gather_nodes(total / (self.params.n_layers + 1))
+        u = self.n_users
+        return Representations(final[:u], final[u:], layer0[:u], layer0[u:])

@@ -45,7 +45,7 @@ class NGCF(Recommender):
         self._sizes = (params.dim, *params.layer_sizes)
         self.gc = None
         super().__init__(n_users, n_items, params, train, tables=tables)
-        self.graph = SparseGraph(mean_normalised_with_self_loops(train))
+        self.graph = SparseGraph(mean_normalised_with_self_loops(train)[self.tables.local_node_ids()])
 
     def reset_parameters(self) -> None:
         self.tables.initialise(nn.init.xavier_uniform_)
@@ -60,15 +60,18 @@ class NGCF(Recommender):
                 nn.init.xavier_uniform_(layer.bias.view(1, -1))
 
     def propagate(self) -> Representations:
-        users0, items0 = self.tables.user_table(), self.tables.item_table()
-        ego = torch.cat([users0, items0], dim=0)
-        self.graph = self.graph.to(ego.device)
+        ego_local = self.tables.local_nodes()  # this process's node rows (all of them in one process)
+        self.graph = self.graph.to(ego_local.device)
         graph = self.graph.with_dropout(self.params.node_dropout) if self.training else self.graph
-        layers = [ego]
-        for gc, bi in zip(self.gc, self.bi, strict=True):
-            side = graph.propagate(ego)
-            ego = F.leaky_relu(gc(side) + bi(ego * side), negative_slope=0.2)
-            ego = F.dropout(ego, p=self.params.message_dropout, training=self.training)
-            layers.append(F.normalize(ego, p=2, dim=1))
-        final = torch.cat(layers, dim=1)
-        return Representations(final[: self.n_users], final[self.n_users :], users0, items0)
+        layer0 = ego = self.tables.gather_nodes(ego_local)
+        layers = [ego_local]
+        for k, (gc, bi) in enumerate(zip(self.gc, self.bi, strict=True)):
+            if k:
+                ego = self.tables.gather_nodes(ego_local)
+            side = graph.propagate(ego)  # this process's rows of A_hat @ ego
+            ego_local = F.leaky_relu(gc(side) + bi(ego_local * side), negative_slope=0.2)
+            ego_local = F.dropout(ego_local, p=self.params.message_dropout, training=self.training)
+            layers.append(F.normalize(ego_local, p=2, dim=1))
+        final = self.tables.gather_nodes(torch.cat(layers, dim=1))
+        u = self.n_users
+        return Representations(final[:u], final[u:], layer0[:u], layer0[u:])

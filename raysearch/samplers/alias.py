@@ -23,7 +23,7 @@ concatenated with offsets: memory is the total support size, not tables x outcom
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -128,16 +128,23 @@ class RaggedAliasTable:
 
     Table t owns entries ``offsets[t]:offsets[t+1]``. Per entry: ``outcomes`` int64 (the value returned,
     e.g. an item id), ``p`` float64 (its probability within its table), ``prob`` float64 and ``alias``
-    (a global entry index inside the same table), stored interleaved in ``packed`` because random
-    memory access dominates a draw. An empty table (size 0) cannot be drawn from.
-    Built by ``from_segments``.
+    int64 (a global entry index inside the same table). Draws read only ``cells``, float64 (total, 2), one
+    16-byte cell an entry: ``local index + prob`` (the coin threshold), then two int32 outcomes (the
+    entry's own and its alias's), because one random memory access a draw is what a draw costs.
+    Outcomes must fit in int32. An empty table (size 0) cannot be drawn from. Built by ``from_segments``.
     """
 
     offsets: np.ndarray
     outcomes: np.ndarray
     p: np.ndarray
-    packed: np.ndarray  # float64 (total, 2): prob and alias side by side, one memory access a draw
-    identity: bool = False  # one table whose outcomes are its positions: draws skip the outcome lookup
+    prob: np.ndarray
+    alias: np.ndarray
+    cells: np.ndarray = field(repr=False)
+
+    def __post_init__(self) -> None:
+        # Flat views for ``pick``: threshold of entry k at 2k, outcome at 4k (own) or 4k + 1 (alias).
+        object.__setattr__(self, "_thresholds", self.cells.reshape(-1))
+        object.__setattr__(self, "_pair_outcomes", self.cells.view(np.int32).reshape(-1)[2:])
 
     @classmethod
     def from_segments(
@@ -156,13 +163,16 @@ class RaggedAliasTable:
         if weights.shape != (total,):
             raise SamplingError(f"ragged alias table: {weights.size} weights for offsets ending at {total}")
         sizes = np.diff(offsets)
-        positional = outcomes is None
+        local = np.arange(total, dtype=np.int64) - np.repeat(offsets[:-1], sizes)
         if outcomes is None:
-            outcomes = np.arange(total, dtype=np.int64) - np.repeat(offsets[:-1], sizes)
+            outcomes = local.copy()
         else:
             outcomes = np.array(outcomes, dtype=np.int64, copy=True)
             if outcomes.shape != (total,):
                 raise SamplingError("ragged alias table: outcomes and weights differ in length")
+        i32 = np.iinfo(np.int32)
+        if total and (outcomes.min() < i32.min or outcomes.max() > i32.max):
+            raise SamplingError("ragged alias table: outcomes must fit in int32")
         p = np.empty(total, dtype=np.float64)
         prob = np.empty(total, dtype=np.float64)
         alias = np.empty(total, dtype=np.int64)
@@ -173,19 +183,13 @@ class RaggedAliasTable:
             p[lo:hi] = p_t
             prob[lo:hi] = prob_t
             alias[lo:hi] = alias_t + lo
-        packed = np.stack([prob, alias.astype(np.float64)], axis=1)  # entry ids < 2^53: exact as floats
-        _readonly(offsets, outcomes, p, packed)
-        return cls(offsets, outcomes, p, packed, identity=positional and offsets.size == 2)
-
-    @property
-    def prob(self) -> np.ndarray:
-        """float64 (total,): the coin threshold of each entry (a read-only view)."""
-        return self.packed[:, 0]
-
-    @property
-    def alias(self) -> np.ndarray:
-        """int64 (total,): the alias entry of each entry (a copy)."""
-        return self.packed[:, 1].astype(np.int64)
+        cells = np.empty((total, 2), dtype=np.float64)
+        cells[:, 0] = local + prob  # exact: local < 2^31, prob in [0, 1]; see ``pick`` for the rounding
+        pairs = cells.view(np.int32).reshape(total, 4)
+        pairs[:, 2] = outcomes
+        pairs[:, 3] = outcomes[alias]
+        _readonly(offsets, outcomes, p, prob, alias, cells)
+        return cls(offsets, outcomes, p, prob, alias, cells)
 
     @property
     def n_tables(self) -> int:
@@ -198,7 +202,7 @@ class RaggedAliasTable:
 
     @property
     def nbytes(self) -> int:
-        arrays = (self.offsets, self.outcomes, self.p, self.packed)
+        arrays = (self.offsets, self.outcomes, self.p, self.prob, self.alias, self.cells)
         return int(sum(a.nbytes for a in arrays))
 
     def table(self, t: int) -> tuple[np.ndarray, np.ndarray]:
@@ -206,36 +210,45 @@ class RaggedAliasTable:
         lo, hi = int(self.offsets[t]), int(self.offsets[t + 1])
         return self.outcomes[lo:hi], self.p[lo:hi]
 
+    def pick(self, x: np.ndarray, lo: np.ndarray | int = 0) -> np.ndarray:
+        """int32 (R,): the outcome of each row, given ``x`` = u * size (float64 (R,), u uniform in [0, 1)).
+
+        ``size`` and ``lo`` (int or int64 (R,)) are the size and first entry of the row's table, which
+        must not be empty. One uniform makes both choices: the column is k = floor(x) and the coin is
+        frac(x), compared with ``prob`` through the stored threshold k + prob (x < k + prob <=> frac(x) <
+        prob). Both are exact up to the rounding of u * size and of k + prob, i.e. up to size * 2^-52 on
+        each column's coin: the same order as floor(u * size)'s own deviation from uniform (size * 2^-53),
+        far below any sampling noise (1e-10 relative at a million outcomes).
+        """
+        k = x.astype(np.intp)  # floor: x >= 0, and x < size since u <= 1 - 2^-53 rounds u * size below size
+        if not (isinstance(lo, int) and lo == 0):
+            k += lo
+        k <<= 1
+        to_alias = x >= self._thresholds.take(k)
+        k <<= 1
+        k += to_alias
+        return self._pair_outcomes.take(k)
+
     def draw(self, tables: np.ndarray | int, rng: np.random.Generator, size: int | None = None) -> np.ndarray:
         """One outcome per row, from the table each row names.
 
-        ``tables``: int64 (R,) table ids, or one table id for ``size`` rows. Returns int64 (R,).
-        Column k = offset[t] + floor(u * size[t]) and the coin come from one ``rng.random(2R)`` call
-        (floor(u * size) is uniform up to size * 2^-53, ~1e-10 relative at a million outcomes).
+        ``tables``: int64 (R,) table ids, or one table id for ``size`` rows. Returns int64 (R,). One
+        ``rng.random(R)`` call: each row's uniform u gives both the column and the coin (see ``pick``).
         """
         if np.ndim(tables) == 0:
             t = int(tables)
             lo, n = int(self.offsets[t]), int(self.offsets[t + 1] - self.offsets[t])
             if n == 0:
                 raise SamplingError(f"alias table {t} is empty")
-            rows = int(size if size is not None else 1)
-            u = rng.random(2 * rows)
-            k = np.minimum((u[:rows] * n).astype(np.int64), n - 1)
-            if lo:
-                k += lo
-        else:
-            tables = np.asarray(tables, dtype=np.int64)
-            rows = tables.size
-            lo = self.offsets[tables]
-            n = self.offsets[tables + 1] - lo
-            if n.size and n.min() == 0:
-                bad = int(tables[np.argmin(n)])
-                raise SamplingError(f"alias table {bad} is empty")
-            u = rng.random(2 * rows)
-            # Clamp: a guard; floor(u * size) < size for every double u < 1.
-            k = lo + np.minimum((u[:rows] * n).astype(np.int64), n - 1)
-        cell = self.packed.take(k, axis=0)
-        entry = np.where(u[rows:] < cell[:, 0], k, cell[:, 1].astype(np.int64))
-        if self.identity:
-            return entry
-        return self.outcomes.take(entry)
+            x = rng.random(int(size if size is not None else 1))
+            x *= n
+            return self.pick(x, lo).astype(np.int64)
+        tables = np.asarray(tables, dtype=np.int64)
+        lo = self.offsets[tables]
+        n = self.offsets[tables + 1] - lo
+        if n.size and n.min() == 0:
+            bad = int(tables[np.argmin(n)])
+            raise SamplingError(f"alias table {bad} is empty")
+        x = rng.random(tables.size)
+        x *= n
+        return self.pick(x, lo).astype(np.int64)

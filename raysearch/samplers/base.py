@@ -167,9 +167,12 @@ class Sampler(ABC):
         """int64 (B, k) negatives for validated rows."""
 
     def check_ids(self, users: np.ndarray, items: np.ndarray | None = None) -> None:
-        """Raise ``SamplingError`` for a user or item id outside the training matrix."""
+        """Raise ``SamplingError`` for a user or item id outside the training matrix (int64 ids)."""
         for ids, what, n in ((users, "user", self.n_users), (items, "item", self.n_items)):
             if ids is None or ids.size == 0:
+                continue
+            ids = ids.astype(np.int64, copy=False)
+            if ids.view(np.uint64).max() < n:  # one pass: a negative id reads as >= 2^63
                 continue
             lo, hi = int(ids.min()), int(ids.max())
             if lo < 0 or hi >= n:

@@ -4,9 +4,8 @@ Every sampler draws a candidate per row, tests all rows at once for membership i
 redraws only the violators in batch (at most ``MAX_ROUNDS`` rounds), then sends the few rows left to an
 exact path. A user who has interacted with every item raises ``SamplingError`` naming the user.
 
-- ``KeySet``: exact membership of ``user * n_items + item`` keys: a cache-resident bit filter, then a
-  linear-probing hash table built vectorised, then ``searchsorted`` for the rare query left. O(1) in the
-  catalogue size, and several times cheaper per query than a binary search over all training pairs.
+- ``PairSet``: exact membership of (user, item) pairs with one random memory access a query for almost
+  every query (a hashed bitmap whose slots name their user), O(1) in the catalogue size.
 - ``first_accepted``: the batched rejection loop shared by the samplers.
 - ``Complement``: the non-positive items of every user. Exact uniform draws by rank arithmetic (the r-th
   non-positive of u is ``r + #{j : P_u[j] - j <= r}``, one ``searchsorted`` on precomputed row keys),
@@ -16,7 +15,10 @@ exact path. A user who has interacted with every item raises ``SamplingError`` n
 
 Uniform integers in [0, n) are drawn as floor(u * n) with u = ``rng.random()``: uniform up to n * 2^-53
 (1e-10 relative at a million items), far below any sampling noise, at half the cost of
-``rng.integers``; the exact fallbacks use ``rng.integers``.
+``rng.integers``; floor(u * n) < n for every double u < 1 (round to nearest), so no clamp is needed. The
+exact fallbacks use ``rng.integers``. The hot paths run a fixed, small number of numpy calls a batch
+(their cost at 4096 rows is mostly per-call overhead and one cache miss a row), so they avoid
+temporaries, conversions and index lists wherever a flag array does.
 """
 
 from __future__ import annotations
@@ -29,126 +31,124 @@ from raysearch.data.interactions import Interactions
 from raysearch.errors import SamplingError
 from raysearch.samplers.alias import RaggedAliasTable
 
-MAX_ROUNDS = 32  # batched redraw rounds before the exact fallback
+MAX_ROUNDS = 12  # batched redraw rounds before the exact fallback (2, 4, ..., 64 trials a row after the first)
+MAX_WIDTH = 64  # most trials a row in one redraw round
 EXACT_BELOW = 0.05  # users whose acceptance mass is below this skip rejection and go straight to the exact path
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing multiplier (odd, 2^64 / golden ratio)
-_EMPTY = np.int64(-1)  # keys are >= 0, so -1 marks an empty slot
+_EMPTY = -1  # a ``PairSet`` slot no pair maps to
+_SHARED = -2  # a ``PairSet`` slot several pairs map to
 AVOID_PAD = np.iinfo(np.int64).max  # pads rows of ``avoid`` arrays: never an item, never counted
 
+RowsTrial = Callable[[np.ndarray | None, np.random.Generator], np.ndarray]
+RowsTest = Callable[[np.ndarray | None, np.ndarray], np.ndarray]
 
-class KeySet:
-    """Exact membership test for a set of non-negative int64 keys (e.g. ``user * n_items + item``).
 
-    ``keys``: sorted, unique, int64 (n,). Two levels, both indexed by the top bits of one Fibonacci
-    hash (key * 0x9E37...15 mod 2^64):
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """uint64 hash of int64 ``x`` (the splitmix64 finaliser: every input bit moves every output bit)."""
+    x = x.astype(np.uint64)
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return x
 
-    - a 1-bit-per-slot filter of ~16 bits a key (~6% false positives): small enough to stay in cache,
-      it answers "absent" for most queries with one access;
-    - for the queries it lets through, a linear-probing hash table (~2-4 slots a key), built vectorised
-      by inserting in order of home slot (position_j = max(home_j, position_{j-1} + 1)); 8 slots are
-      probed, then ``searchsorted`` on the sorted keys settles the rare query left.
 
-    Random memory access dominates the cost of a draw; a cache-resident first level is what makes
-    exclusion cheap. Memory: about 2 + 16-32 bytes a key, on top of the keys.
+class PairSet:
+    """Exact membership of (user, item) pairs, one random memory access a query for almost every query.
+
+    Each user u gets a window start ``offset[u]``, a hash of u in [0, 2^b); pair (u, i) maps to slot
+    ``offset[u] + i`` of ``owner``, int32 (2^b + n_items,), which holds u when (u, i) is the only pair
+    mapping there, -1 when none does and -2 when several do. A query (u, i) reads its slot: u means
+    present (the slot and u fix i), -1 or another user means absent, and -2 sends it to ``shared_keys``,
+    the sorted ``user * n_items + item`` keys of the pairs in shared slots. With 2^b >= ``SLOTS_PER_PAIR``
+    pairs, about 1-2% of slots are shared. Memory: 16-32 bytes a pair, plus 4 bytes an item and 8 a user.
+    User ids must fit in int32; queried ids must lie in [0, n_users) x [0, n_items).
     """
 
-    PROBES = 8
-    FILTER_BITS_PER_KEY = 16
+    SLOTS_PER_PAIR = 4
 
-    def __init__(self, keys: np.ndarray):
-        self.keys = np.asarray(keys, dtype=np.int64)
-        n = self.keys.size
-        self._table_bits = max(4, int(np.ceil(np.log2(max(2 * n, 2)))))
-        self._filter_bits = max(6, int(np.ceil(np.log2(max(self.FILTER_BITS_PER_KEY * n, 2)))))
-        product = self._product(self.keys)
-        flag = product >> np.uint64(64 - self._filter_bits)
-        self._filter = np.zeros(1 << (self._filter_bits - 3), dtype=np.uint8)
-        np.bitwise_or.at(self._filter, (flag >> np.uint64(3)).view(np.int64),
-                         np.left_shift(1, flag & np.uint64(7)).astype(np.uint8))
-        home = self._home(product)
-        order = np.argsort(home, kind="stable")
-        home_sorted = home[order]
-        # Insertion in order of home slot, without wrap-around (the table is padded past 2^bits).
-        j = np.arange(n, dtype=np.int64)
-        position = np.maximum.accumulate(home_sorted - j) + j if n else j
-        size = max(int(position[-1]) + 1 if n else 0, 1 << self._table_bits) + self.PROBES
-        self._table = np.full(size, _EMPTY, dtype=np.int64)
-        self._table[position] = self.keys[order]
-        for a in (self._filter, self._table):
+    def __init__(self, users: np.ndarray, items: np.ndarray, n_users: int, n_items: int):
+        users = np.asarray(users, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        if n_users > np.iinfo(np.int32).max:
+            raise SamplingError(f"PairSet: {n_users} users do not fit in int32 ids")
+        self.n_users, self.n_items = int(n_users), int(n_items)
+        bits = max(4, int(np.ceil(np.log2(max(self.SLOTS_PER_PAIR * users.size, 2)))))
+        self.offset = (_mix64(np.arange(self.n_users, dtype=np.int64)) >> np.uint64(64 - bits)).view(np.int64)
+        slot = self.offset[users] + items
+        size = (1 << bits) + self.n_items
+        count = np.bincount(slot, minlength=size)
+        self.owner = np.full(size, _EMPTY, dtype=np.int32)
+        self.owner[slot] = users
+        self.owner[count > 1] = _SHARED
+        self.shared_keys = np.sort(users[count[slot] > 1] * np.int64(self.n_items) + items[count[slot] > 1])
+        for a in (self.offset, self.owner, self.shared_keys):
             a.flags.writeable = False
 
-    @staticmethod
-    def _product(keys: np.ndarray) -> np.ndarray:
-        return keys.view(np.uint64) * _GOLDEN
-
-    def _home(self, product: np.ndarray) -> np.ndarray:
-        return (product >> np.uint64(64 - self._table_bits)).view(np.int64)
+    @classmethod
+    def from_interactions(cls, train: Interactions) -> PairSet:
+        users, items = train.pairs()
+        return cls(users, items, train.n_users, train.n_items)
 
     @property
     def nbytes(self) -> int:
-        return int(self._table.nbytes + self._filter.nbytes)
+        return int(self.offset.nbytes + self.owner.nbytes + self.shared_keys.nbytes)
 
-    def contains(self, keys: np.ndarray) -> np.ndarray:
-        """bool array, same shape as ``keys``: is each key in the set?"""
-        keys = np.ascontiguousarray(keys, dtype=np.int64)
-        shape = keys.shape
-        keys = keys.ravel()
-        product = self._product(keys)
-        flag = product >> np.uint64(64 - self._filter_bits)
-        byte = self._filter.take((flag >> np.uint64(3)).view(np.int64))
-        maybe = ((byte >> (flag & np.uint64(7)).astype(np.uint8)) & np.uint8(1)).nonzero()[0]
-        found = np.zeros(keys.size, dtype=bool)
-        if maybe.size == 0:
-            return found.reshape(shape)
-        query = keys.take(maybe)
-        slot = self._home(product.take(maybe))
-        value = self._table.take(slot)
-        hit = value == query
-        found[maybe[hit]] = True
-        # A present key sits after its home slot with no empty slot in between: an empty slot ends it.
-        pending = (~hit & (value != _EMPTY)).nonzero()[0]
-        for probe in range(1, self.PROBES):
-            if pending.size == 0:
-                break
-            value = self._table.take(slot.take(pending) + probe)
-            hit = value == query.take(pending)
-            found[maybe.take(pending[hit])] = True
-            pending = pending[~hit & (value != _EMPTY)]
-        if pending.size:
-            pos = np.searchsorted(self.keys, query.take(pending))
-            np.minimum(pos, self.keys.size - 1, out=pos)
-            found[maybe.take(pending)] = self.keys.take(pos) == query.take(pending)
-        return found.reshape(shape)
+    def slots(self, users: np.ndarray) -> np.ndarray:
+        """int64 (R,): the window start of each user (computed once a batch, reused by every round)."""
+        return self.offset.take(users)
+
+    def hits(self, slots: np.ndarray, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """bool (R,): is (users[r], items[r]) a pair? ``slots`` = ``self.slots(users)``; items any int dtype."""
+        owner = self.owner.take(slots + items)
+        found = owner == users
+        shared = owner == _SHARED
+        if shared.any():
+            rows = shared.nonzero()[0]
+            found[rows] = self._shared_contains(users.take(rows) * np.int64(self.n_items) + items.take(rows))
+        return found
+
+    def _shared_contains(self, keys: np.ndarray) -> np.ndarray:
+        pos = np.searchsorted(self.shared_keys, keys)
+        np.minimum(pos, self.shared_keys.size - 1, out=pos)
+        return self.shared_keys.take(pos) == keys
+
+    def contains(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """bool, the broadcast shape of ``users`` and ``items``: is each (user, item) a pair?"""
+        users, items = np.broadcast_arrays(np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64))
+        shape = users.shape
+        users, items = users.ravel(), items.ravel()
+        return self.hits(self.offset.take(users), users, items).reshape(shape)
 
 
 def first_accepted(
-    n_rows: int,
-    trial: Callable[[np.ndarray, np.random.Generator], np.ndarray],
-    rejected: Callable[[np.ndarray, np.ndarray], np.ndarray],
-    rng: np.random.Generator,
-    rounds: int = MAX_ROUNDS,
+    n_rows: int, trial: RowsTrial, rejected: RowsTest, rng: np.random.Generator, rounds: int = MAX_ROUNDS
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Rejection sampling for ``n_rows`` rows, in batch: (values int64 (n_rows,), rows never accepted).
+    """Rejection sampling for ``n_rows`` rows, in batch: (values (n_rows,), row indices never accepted).
 
     ``trial(rows, rng)`` draws one candidate for each row index in ``rows``; ``rejected(rows, values)``
-    flags the bad ones. The first round draws one trial a row; later rounds, on the few rows left, draw
-    two trials a row and keep the first accepted one (the first success of i.i.d. trials is distributed
-    as one trial conditioned on acceptance), halving the number of small rounds, whose cost is mostly
-    fixed numpy overhead.
+    flags the bad ones (bool). ``rows`` is ``None`` in the first round, meaning every row in order (no
+    index array to build or gather with). Later rounds, on the rows left, draw ``width`` trials a row
+    (2, 4, 8, ... up to ``MAX_WIDTH``) and keep each row's first accepted one: the first success of
+    i.i.d. trials is distributed as one trial conditioned on acceptance, and small rounds cost mostly
+    fixed numpy overhead, so fewer, wider rounds are cheaper.
     """
-    rows = np.arange(n_rows)
-    out = trial(rows, rng)
-    pending = rejected(rows, out).nonzero()[0]
+    out = trial(None, rng)
+    pending = rejected(None, out).nonzero()[0]
+    width = 2
     for _ in range(rounds - 1):
         if pending.size == 0:
             break
-        rows = np.concatenate([pending, pending])
+        rows = np.repeat(pending, width)  # (P, width), row-major
         values = trial(rows, rng)
-        bad = rejected(rows, values)
-        p = pending.size
-        out[pending] = np.where(bad[:p], values[p:], values[:p])
-        pending = pending[bad[:p] & bad[p:]]
+        ok = ~rejected(rows, values)
+        first = ok.reshape(-1, width).argmax(axis=1)  # the first accepted trial (0 when none is)
+        first += np.arange(0, rows.size, width)
+        got = ok.take(first)
+        out[pending[got]] = values.take(first[got])
+        pending = pending[~got]
+        width = min(2 * width, MAX_WIDTH)
     return out, pending
 
 
@@ -201,9 +201,9 @@ class Complement:
         self.n_users, self.n_items = train.shape
         self.degree = train.user_counts()
         self.n_free = self.n_items - self.degree
-        self.keyset = KeySet(train.keys)
-        full = np.flatnonzero(self.n_free == 0)
-        self._full_users = full if full.size else None
+        self.pairs = PairSet.from_interactions(train)
+        full = self.n_free == 0
+        self._full = full if full.any() else None  # bool (n_users,), only when such a user exists
         # Users with few non-positives skip rejection: uniform draws go straight to rank arithmetic.
         self._dense = self.n_free < EXACT_BELOW * self.n_items
         self._any_dense = bool(self._dense.any())
@@ -214,8 +214,8 @@ class Complement:
     # ----------------------------------------------------------------- checks and membership
     def check_users(self, users: np.ndarray) -> None:
         """Raise ``SamplingError`` if a user has interacted with every item (no negative exists)."""
-        if self._full_users is not None:
-            hit = np.isin(users, self._full_users)
+        if self._full is not None:
+            hit = self._full.take(users)
             if hit.any():
                 u = int(users[np.argmax(hit)])
                 raise SamplingError(
@@ -223,8 +223,8 @@ class Complement:
                 )
 
     def contains(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """bool, the broadcast shape: is ``items`` a training positive of ``users``?"""
-        return self.keyset.contains(users * np.int64(self.n_items) + items)
+        """bool, the broadcast shape: is ``items`` a training positive of ``users``? Ids must be in range."""
+        return self.pairs.contains(users, items)
 
     def rows(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The positives of ``users`` (R,) concatenated: (row index int64 (E,), item int64 (E,))."""
@@ -288,13 +288,17 @@ class Complement:
 
     def _uniform_rejection(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         n = self.n_items
-        base = users * np.int64(n)
+        slots = self.pairs.slots(users)
 
-        def trial(rows: np.ndarray, g: np.random.Generator) -> np.ndarray:
-            return np.minimum((g.random(rows.size) * n).astype(np.int64), n - 1)
+        def trial(rows: np.ndarray | None, g: np.random.Generator) -> np.ndarray:
+            x = g.random(users.size if rows is None else rows.size)
+            x *= n
+            return x.astype(np.int64)
 
-        def rejected(rows: np.ndarray, items: np.ndarray) -> np.ndarray:
-            return self.keyset.contains(base.take(rows) + items)
+        def rejected(rows: np.ndarray | None, items: np.ndarray) -> np.ndarray:
+            if rows is None:
+                return self.pairs.hits(slots, users, items)
+            return self.pairs.hits(slots.take(rows), users.take(rows), items)
 
         items, left = first_accepted(users.size, trial, rejected, rng)
         if left.size:
@@ -404,9 +408,6 @@ class ExcludingTables:
         self.table_of = np.empty((n_users, len(components)), dtype=np.int64)
         for m, (t, _) in enumerate(components):
             self.table_of[:, m] = t
-        self._constant_table = (
-            int(self.table_of[0, 0]) if len(components) == 1 and np.ndim(components[0][0]) == 0 else None
-        )
         table_ids = np.repeat(np.arange(tables.n_tables, dtype=np.int64), tables.sizes)
         self.entry_keys = table_ids * np.int64(n_items) + tables.outcomes
         if np.any(np.diff(self.entry_keys) <= 0):
@@ -434,7 +435,32 @@ class ExcludingTables:
         # 0: rejection; 1: exact weighted path; 2: uniform over non-positives (no table mass left).
         self.route = np.where(total <= 0.0, 2, np.where(total < exact_below, 1, 0)).astype(np.int8)
         self._special = bool(self.route.any())
+        self._trial_params(tables)
         for a in (self.table_of, self.entry_keys, self.cdf, self.accept, self.route):
+            a.flags.writeable = False
+
+    def _trial_params(self, tables: RaggedAliasTable) -> None:
+        """Per-user first entry and size of each component's table, and the component cut points.
+
+        One table for everyone (PNS): two scalars. One table a user (ICPNS): int64 and float64 (n_users,).
+        A mixture: flat (n_users * C,) arrays indexed by ``user * C + m``, and per-user cumulative
+        component weights renormalised over the user's non-empty tables (an empty table holds no mass:
+        it drops out of the mixture, as in the exact path where its acceptance is 0).
+        """
+        lo = tables.offsets[self.table_of]  # (n_users, C)
+        size = (tables.offsets[self.table_of + 1] - lo).astype(np.float64)
+        n_comp = self.weights.size
+        self._scalar: tuple[int, float] | None = None
+        self._cuts: list[np.ndarray] = []
+        if n_comp == 1 and self.table_of.size and np.all(self.table_of == self.table_of[0, 0]):
+            self._scalar = (int(lo[0, 0]), float(size[0, 0]))
+        w = self.weights * (size > 0)
+        total = w.sum(axis=1)
+        cum = np.cumsum(w, axis=1) / np.where(total > 0, total, 1.0)[:, None]
+        self._cuts = [np.ascontiguousarray(cum[:, m]) for m in range(n_comp - 1)]
+        self._lo = np.ascontiguousarray(lo).ravel()
+        self._size = np.ascontiguousarray(size).ravel()
+        for a in (self._lo, self._size, *self._cuts):
             a.flags.writeable = False
 
     def _lookup(self, tables: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -453,36 +479,51 @@ class ExcludingTables:
     def draw(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """int64 (R,): one item per user (R,) from its excluded mixture."""
         users = np.asarray(users, dtype=np.int64)
-        if not self._special:
-            return self._draw_rejection(users, rng)
-        out = np.empty(users.size, dtype=np.int64)
-        route = self.route[users]
-        for code, path in ((0, self._draw_rejection), (1, self._draw_exact), (2, self.complement.uniform_exact)):
-            rows = np.flatnonzero(route == code)
-            if rows.size:
-                out[rows] = path(users[rows], rng)
-        return out
+        if self._special:
+            route = self.route.take(users)
+            if route.any():
+                out = np.empty(users.size, dtype=np.int64)
+                paths = ((0, self._draw_rejection), (1, self._draw_exact), (2, self.complement.uniform_exact))
+                for code, path in paths:
+                    rows = np.flatnonzero(route == code)
+                    if rows.size:
+                        out[rows] = path(users[rows], rng)
+                return out
+        return self._draw_rejection(users, rng).astype(np.int64)
 
     def _trial(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """One rejection trial per row: pick a component, draw from its table (positives not excluded)."""
-        if self._constant_table is not None:
-            return self.tables.draw(self._constant_table, rng, size=users.size)
-        if self.weights.size == 1:
-            return self.tables.draw(self.table_of[users, 0], rng)
-        m = np.searchsorted(np.cumsum(self.weights[:-1]) / self.weights.sum(), rng.random(users.size), "right")
-        return self.tables.draw(self.table_of[users, m], rng)
+        """int32 (R,): one rejection trial per row (pick a component, draw from its table), one random call."""
+        n = users.size
+        if self._scalar is not None:
+            lo, size = self._scalar
+            x = rng.random(n)
+            x *= size
+            return self.tables.pick(x, lo)
+        if not self._cuts:
+            x = rng.random(n)
+            index = users
+        else:
+            u = rng.random(2 * n)
+            x, coin = u[:n], u[n:]
+            index = users * len(self.weights)
+            for cut in self._cuts:  # a loop over components
+                index += coin >= cut.take(users)
+        x *= self._size.take(index)
+        return self.tables.pick(x, self._lo.take(index))
 
     def _draw_rejection(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        base = users * np.int64(self.n_items)
+        """int32 (R,): batched rejection of the user's positives, exact path for the rows left."""
+        pairs = self.complement.pairs
+        slots = pairs.slots(users)
 
-        def trial(rows: np.ndarray, g: np.random.Generator) -> np.ndarray:
+        def trial(rows: np.ndarray | None, g: np.random.Generator) -> np.ndarray:
             # A rejected trial restarts whole (component included), so the mixture stays exact.
-            if self._constant_table is not None:
-                return self.tables.draw(self._constant_table, g, size=rows.size)
-            return self._trial(users.take(rows), g)
+            return self._trial(users if rows is None else users.take(rows), g)
 
-        def rejected(rows: np.ndarray, items: np.ndarray) -> np.ndarray:
-            return self.complement.keyset.contains(base.take(rows) + items)
+        def rejected(rows: np.ndarray | None, items: np.ndarray) -> np.ndarray:
+            if rows is None:
+                return pairs.hits(slots, users, items)
+            return pairs.hits(slots.take(rows), users.take(rows), items)
 
         items, left = first_accepted(users.size, trial, rejected, rng)
         if left.size:

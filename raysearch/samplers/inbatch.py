@@ -40,11 +40,14 @@ class InBatch(Sampler):
             return self.complement.uniform(users[rows], rng)
         row_users, row_pos = users[rows], pos_items[rows]
 
-        def trial(idx: np.ndarray, g: np.random.Generator) -> np.ndarray:
-            shift = np.minimum((g.random(idx.size) * (b - 1)).astype(np.int64), b - 2)
-            return pos_items.take((rows.take(idx) + 1 + shift) % b)  # a uniform row other than its own
+        def trial(idx: np.ndarray | None, g: np.random.Generator) -> np.ndarray:
+            at = rows if idx is None else rows.take(idx)
+            shift = (g.random(at.size) * (b - 1)).astype(np.int64)  # < b - 1: floor(u * n) < n
+            return pos_items.take((at + 1 + shift) % b)  # a uniform row other than its own
 
-        def rejected(idx: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        def rejected(idx: np.ndarray | None, cand: np.ndarray) -> np.ndarray:
+            if idx is None:
+                return (cand == row_pos) | self.complement.contains(row_users, cand)
             return (cand == row_pos.take(idx)) | self.complement.contains(row_users.take(idx), cand)
 
         out, left = first_accepted(rows.size, trial, rejected, rng)

@@ -1,0 +1,66 @@
+"""`ray job submit` against a local `ray start --head`, as README documents it (runs once, slow)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from raysearch.distributed.process_group import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def _wait_for_dashboard(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ray start exited early with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/api/version", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError(f"no Ray dashboard at {url} after {timeout} s")
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_job_submit_runs_a_distributed_training(tmp_path):
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    gcs_port, dash_port = free_port(), free_port()
+    head = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus=2", f"--port={gcs_port}",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}", "--disable-usage-stats"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{dash_port}"
+    out = tmp_path / "run"
+    try:
+        _wait_for_dashboard(url, head)
+        job = subprocess.run(
+            [str(BIN / "ray"), "job", "submit", "--address", url, "--working-dir", str(ROOT), "--",
+             "raysearch", "train", "trainer.epochs=2", "trainer.workers=2", "trainer.progress=false",
+             f"--out={out}"],
+            env=env, capture_output=True, text=True, timeout=600)
+        assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+        assert "succeeded" in job.stdout + job.stderr
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(head.pid, signal.SIGKILL)  # whatever of the cluster is still up
+        except ProcessLookupError:
+            pass
+    results = json.loads((out / "results.json").read_text())
+    assert results["timings"]["workers"] == 2
+    assert results["test_evaluated_once"]
