@@ -103,13 +103,17 @@ def format_results(results: dict) -> str:
 
 # --------------------------------------------------------------------------- bench
 def _cmd_bench(args: argparse.Namespace) -> int:
+    import inspect
     from importlib import import_module
 
     module = import_module(f"raysearch.bench.{BENCHES[args.what]}")
+    accepted = inspect.signature(module.run).parameters
     kwargs = {}
     if args.quick:
         kwargs["quick"] = True
-    if args.data_dir and "data_dir" in module.run.__code__.co_varnames:
+    if args.data_dir:
+        if "data_dir" not in accepted:
+            raise RaysearchError(f"bench {args.what} reads no dataset; --data-dir does not apply")
         kwargs["data_dir"] = args.data_dir
     result = module.run(**kwargs)
     if args.json:
@@ -118,7 +122,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-BENCHES = {"samplers": "samplers", "eval": "evaluation"}
+BENCHES = {"samplers": "samplers", "eval": "evaluation", "scale": "scale"}
 
 
 # --------------------------------------------------------------------------- parser
@@ -163,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="DIR", help="continue an interrupted run from its last checkpoint")
     p.set_defaults(func=_cmd_train)
 
-    bench = sub.add_parser("bench", help="measure speed (samplers, evaluation)")
+    bench = sub.add_parser("bench", help="measure speed (samplers, evaluation, distributed scale)")
     bench.add_argument("what", choices=sorted(BENCHES), help="what to measure")
     _add_common(bench)
     bench.add_argument("--quick", action="store_true", help="a smaller, faster run")

@@ -27,7 +27,7 @@ def ray_session(tmp_path_factory):
     """One local Ray cluster (2 CPUs) shared by every test that needs Ray."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
              object_store_memory=512 * 2**20)
     yield {"storage": str(tmp_path_factory.mktemp("ray").resolve())}
     ray.shutdown()

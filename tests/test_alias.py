@@ -192,6 +192,31 @@ def test_ragged_draws_match_each_rows_table():
     assert chisquare(counts[probs > 0], probs[probs > 0] * got.size).pvalue > 1e-3
 
 
+def test_one_uniform_pick_maps_a_uniform_grid_onto_each_tables_distribution():
+    # pick() takes the column floor(x) and the coin frac(x) from one x = u * size. Over a fine uniform grid
+    # of u, each column's coin is resolved to 1/G, so each outcome's frequency is p within
+    # (columns that can return it) / (size * G): a deterministic check of exactness, no sampling noise.
+    offsets, weights, outcomes = ragged_example()
+    ragged = RaggedAliasTable.from_segments(offsets, weights, outcomes)
+    grid = 4096
+    for t in (0, 1, 3, 4):
+        lo, size = int(offsets[t]), int(offsets[t + 1] - offsets[t])
+        u = (np.arange(size * grid) + 0.5) / (size * grid)
+        got = ragged.pick(u * size, lo)
+        assert got.dtype == np.int32
+        items, probs = ragged.table(t)
+        freq = np.array([(got == i).sum() for i in items]) / got.size
+        local_alias = ragged.alias[lo : lo + size] - lo
+        columns = 1 + np.bincount(local_alias, weights=ragged.prob[lo : lo + size] < 1, minlength=size)
+        assert np.all(np.abs(freq - probs) <= columns / (size * grid) + 1e-15)
+        assert np.all(freq[probs == 0] == 0)
+    # Negative control: the same grid through a coin that ignores prob (always the column) is uniform,
+    # which the bound above rejects for a skewed table.
+    lo, size = int(offsets[3]), int(offsets[4] - offsets[3])
+    naive = np.bincount((u * size).astype(np.int64), minlength=size) / u.size
+    assert np.max(np.abs(naive - ragged.table(3)[1])) > 10 / grid
+
+
 def test_ragged_memory_is_the_total_support_and_empty_tables_refuse_draws():
     offsets, weights, outcomes = ragged_example()
     ragged = RaggedAliasTable.from_segments(offsets, weights, outcomes)

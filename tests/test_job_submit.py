@@ -2,9 +2,11 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -36,8 +38,12 @@ def _wait_for_dashboard(url: str, proc: subprocess.Popen, timeout: float = 90) -
 def test_ray_job_submit_runs_a_distributed_training(tmp_path):
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     gcs_port, dash_port = free_port(), free_port()
+    # Its own (short: socket paths are length-limited) temp dir, so that the cluster file it leaves
+    # behind is not picked up by later ray.init() calls.
+    temp_dir = tempfile.mkdtemp(prefix="rayjob", dir="/tmp")
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus=2", f"--port={gcs_port}",
+         f"--temp-dir={temp_dir}",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}", "--disable-usage-stats"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{dash_port}"
@@ -61,6 +67,7 @@ def test_ray_job_submit_runs_a_distributed_training(tmp_path):
             os.killpg(head.pid, signal.SIGKILL)  # whatever of the cluster is still up
         except ProcessLookupError:
             pass
+        shutil.rmtree(temp_dir, ignore_errors=True)
     results = json.loads((out / "results.json").read_text())
     assert results["timings"]["workers"] == 2
     assert results["test_evaluated_once"]

@@ -67,17 +67,22 @@ def popularity_reference(train: Interactions, user: int, beta: float, smoothing:
 @pytest.mark.parametrize(("n_pairs", "n_users", "n_items"), [(0, 5, 7), (1, 3, 4), (1000, 50, 300), (300_000, 2000, 5000)])
 def test_pair_set_membership_matches_isin(n_pairs, n_users, n_items):
     rng = np.random.default_rng(n_pairs)
-    users = rng.integers(0, n_users, n_pairs)
-    items = np.minimum(rng.zipf(1.3, n_pairs) - 1, n_items - 1)  # popular low ids: many pairs share slots
+    keys = np.unique(rng.integers(0, n_users, n_pairs) * n_items + rng.integers(0, n_items, n_pairs))
+    users, items = keys // n_items, keys % n_items
     pairs = PairSet(users, items, n_users, n_items)
     if n_pairs >= 1000:
-        assert pairs.shared_keys.size > 0  # the shared-slot path is exercised
+        assert pairs.shared_users.shape[0] > 0  # the shared-slot path is exercised
     q_users = np.concatenate([users, rng.integers(0, n_users, 50_000), [0, n_users - 1]])
     q_items = np.concatenate([items, rng.integers(0, n_items, 50_000), [n_items - 1, 0]])
-    expected = np.isin(q_users * n_items + q_items, users * n_items + items)
+    expected = np.isin(q_users * n_items + q_items, keys)
     np.testing.assert_array_equal(pairs.contains(q_users, q_items), expected)
-    np.testing.assert_array_equal(pairs.contains(q_users[:, None], q_items[None, :40]),
-                                  np.isin(q_users[:, None] * n_items + q_items[None, :40], users * n_items + items))
+    q_users, q_items = q_users[-3000:, None], q_items[None, :40]  # broadcast shapes
+    np.testing.assert_array_equal(pairs.contains(q_users, q_items), np.isin(q_users * n_items + q_items, keys))
+    # The rejection rounds' layout: per-row users (P,) against (width, P) items, shared slots included.
+    row_users = np.concatenate([users[:500], rng.integers(0, n_users, 500)])
+    trials = np.concatenate([np.tile(items[:500], (4, 1)), rng.integers(0, n_items, (4, 500))], axis=1)
+    found = pairs.hits(pairs.slots(row_users), row_users, trials.astype(np.int32))
+    np.testing.assert_array_equal(found, np.isin(row_users * n_items + trials, keys))
 
 
 def test_rank_arithmetic_matches_brute_force():
@@ -145,6 +150,29 @@ def test_excluding_tables_exact_path_matches_rejection_distribution():
         ref[train.row(user)] = 0.0
         for ex, seed in ((rejection, 1), (exact, 2)):
             assert chi2_pvalue(ex.draw(np.full(200_000, user), np.random.default_rng(seed)), ref) > P_MIN
+
+
+def test_rejection_rounds_stay_exact_when_most_trials_are_rejected():
+    # Acceptance ~0.1 (above EXACT_BELOW): ~90% of rows are redrawn, most several times, through the
+    # widening rounds (2, 4, 8, ... trials a row, the first accepted kept). The draws must still be the
+    # excluded distribution, for the weighted tables and for uniform draws alike.
+    n_items = 60
+    heavy = np.arange(6)  # user 0 holds the six heaviest items
+    users = np.concatenate([np.zeros(6, int), np.full(20, 1)])
+    items = np.concatenate([heavy, np.arange(20, 40)])
+    train = Interactions.from_pairs(users, items, 2, n_items)
+    comp = Complement(train)
+    w = np.r_[np.full(6, 15.0), np.ones(n_items - 6)]  # the heavy items hold 90/144 of the mass
+    tables = RaggedAliasTable.from_segments(np.array([0, n_items]), w)
+    ex = ExcludingTables(comp, tables, [(0, 1.0)])
+    assert ex.route[0] == 0 and abs(ex.user_acceptance()[0] - 54 / 144) < 1e-12
+    ref = w.copy()
+    ref[heavy] = 0.0
+    assert chi2_pvalue(ex.draw(np.full(200_000, 0), np.random.default_rng(11)), ref) > P_MIN
+    # Uniform: user 2 of a 100-item catalogue holds 88 items, acceptance 0.12.
+    train = Interactions.from_pairs(np.zeros(88, int), np.arange(6, 94), 1, 100)
+    draws = Complement(train).uniform(np.full(200_000, 0), np.random.default_rng(12))
+    assert chi2_pvalue(draws, uniform_reference(train, 0)) > P_MIN
 
 
 # --------------------------------------------------------------------------- RNS
@@ -299,6 +327,27 @@ def test_icpns_extensions_smoothing_and_global_mix():
     # Off by default: no mixing, no smoothing.
     default = make_sampler("icpns", train, communities=communities)
     assert default.params.smoothing == 0.0 and default.params.global_mix == 0.0
+
+
+def test_icpns_global_mix_for_a_community_without_support_draws_from_the_global_table():
+    # Community 1 (users 4, 5) has no training interaction, so its table is empty: with a global mix its
+    # users draw from the global part alone (the empty table holds no mass), without positives.
+    users = np.array([0, 0, 1, 1, 2, 3, 3, 5])
+    items = np.array([0, 1, 1, 2, 3, 0, 4, 2])
+    communities = np.array([0, 0, 0, 0, 1, 1])
+    train = Interactions.from_pairs(users[:-1], items[:-1], 6, 8)
+    icpns = make_sampler("icpns", train, communities=communities, alpha=1.0, global_mix=0.3)
+    assert icpns.support_sizes[1] == 0
+    counts = np.bincount(train.indices, minlength=8).astype(float)
+    assert chi2_pvalue(draw_for(icpns, 4, 100_000, pos=0), counts) > P_MIN
+    train = Interactions.from_pairs(users, items, 6, 8)  # user 5 now holds item 2: community 1's support
+    icpns = make_sampler("icpns", train, communities=communities, alpha=1.0, global_mix=0.3)
+    counts = np.bincount(train.indices, minlength=8).astype(float)
+    assert icpns.support_sizes[1] == 1
+    ref = 0.7 * (np.arange(8) == 2) + 0.3 * counts / counts.sum()
+    assert chi2_pvalue(draw_for(icpns, 4, 100_000, pos=0), ref) > P_MIN
+    ref[2] = 0.0  # user 5's own positive covers its community's support: the global part alone is left
+    assert chi2_pvalue(draw_for(icpns, 5, 100_000), ref) > P_MIN
 
 
 def test_icpns_tables_hold_supports_only_and_expose_sizes():

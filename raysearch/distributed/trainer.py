@@ -65,8 +65,10 @@ def train_distributed(cfg: RunConfig, run_dir: RunDir, data_dir: str | None = No
 
     os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
     if not ray.is_initialized():
-        # RAY_ADDRESS (set by `ray job submit`) joins that cluster; otherwise a local one starts.
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # RAY_ADDRESS (set by `ray job submit`, or by you: "auto" joins the cluster `ray start` made on
+        # this machine) joins that cluster; otherwise a fresh local cluster starts (never a stale one).
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
     available = ray.cluster_resources().get("CPU", 1.0)
     threads = cpus_per_worker(cfg, available)
     if threads * cfg.trainer.workers > available:

@@ -31,7 +31,7 @@ from raysearch.data.interactions import Interactions
 from raysearch.errors import SamplingError
 from raysearch.samplers.alias import RaggedAliasTable
 
-MAX_ROUNDS = 12  # batched redraw rounds before the exact fallback (2, 4, ..., 64 trials a row after the first)
+MAX_ROUNDS = 16  # batched redraw rounds before the exact fallback (1 trial a row, then 2, 4, ..., 64)
 MAX_WIDTH = 64  # most trials a row in one redraw round
 EXACT_BELOW = 0.05  # users whose acceptance mass is below this skip rejection and go straight to the exact path
 
@@ -59,11 +59,12 @@ class PairSet:
 
     Each user u gets a window start ``offset[u]``, a hash of u in [0, 2^b); pair (u, i) maps to slot
     ``offset[u] + i`` of ``owner``, int32 (2^b + n_items,), which holds u when (u, i) is the only pair
-    mapping there, -1 when none does and -2 when several do. A query (u, i) reads its slot: u means
-    present (the slot and u fix i), -1 or another user means absent, and -2 sends it to ``shared_keys``,
-    the sorted ``user * n_items + item`` keys of the pairs in shared slots. With 2^b >= ``SLOTS_PER_PAIR``
-    pairs, about 1-2% of slots are shared. Memory: 16-32 bytes a pair, plus 4 bytes an item and 8 a user.
-    User ids must fit in int32; queried ids must lie in [0, n_users) x [0, n_items).
+    mapping there and -1 when none does. A query (u, i) reads its slot: u means present (the slot and u
+    fix i), -1 or another user means absent. A slot several pairs map to holds -2 - j instead, and row j
+    of ``shared_users`` (int32 (S, W), -1 padded) lists their users: the query is present iff u is
+    listed. With 2^b >= ``SLOTS_PER_PAIR`` pairs, a few percent of queries land on shared slots.
+    Memory: 16-32 bytes a pair, plus 4 bytes an item and 8 a user. Built from distinct pairs; user ids must
+    fit in int32; queried ids must lie in [0, n_users) x [0, n_items).
     """
 
     SLOTS_PER_PAIR = 4
@@ -81,9 +82,17 @@ class PairSet:
         count = np.bincount(slot, minlength=size)
         self.owner = np.full(size, _EMPTY, dtype=np.int32)
         self.owner[slot] = users
-        self.owner[count > 1] = _SHARED
-        self.shared_keys = np.sort(users[count[slot] > 1] * np.int64(self.n_items) + items[count[slot] > 1])
-        for a in (self.offset, self.owner, self.shared_keys):
+        shared_slots = np.flatnonzero(count > 1)
+        self.owner[shared_slots] = _SHARED - np.arange(shared_slots.size)
+        # Users of each shared slot, one row a slot (the pairs sorted by slot, then a column within the slot).
+        in_shared = count[slot] > 1
+        order = np.argsort(slot[in_shared], kind="stable")
+        s_slot, s_user = slot[in_shared][order], users[in_shared][order]
+        column = np.arange(s_slot.size) - np.searchsorted(s_slot, s_slot)
+        width = int(column.max()) + 1 if column.size else 1
+        self.shared_users = np.full((shared_slots.size, width), _EMPTY, dtype=np.int32)
+        self.shared_users[np.searchsorted(shared_slots, s_slot), column] = s_user
+        for a in (self.offset, self.owner, self.shared_users):
             a.flags.writeable = False
 
     @classmethod
@@ -93,26 +102,26 @@ class PairSet:
 
     @property
     def nbytes(self) -> int:
-        return int(self.offset.nbytes + self.owner.nbytes + self.shared_keys.nbytes)
+        return int(self.offset.nbytes + self.owner.nbytes + self.shared_users.nbytes)
 
     def slots(self, users: np.ndarray) -> np.ndarray:
-        """int64 (R,): the window start of each user (computed once a batch, reused by every round)."""
+        """int64, the shape of ``users``: each user's window start (computed once a batch, reused by every round)."""
         return self.offset.take(users)
 
     def hits(self, slots: np.ndarray, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """bool (R,): is (users[r], items[r]) a pair? ``slots`` = ``self.slots(users)``; items any int dtype."""
+        """bool, the broadcast shape: is (user, item) a pair? ``slots`` = ``self.slots(users)``.
+
+        ``slots`` and ``users`` share a shape that broadcasts against ``items`` (any int dtype) from the right.
+        """
         owner = self.owner.take(slots + items)
         found = owner == users
-        shared = owner == _SHARED
+        shared = owner <= _SHARED
         if shared.any():
-            rows = shared.nonzero()[0]
-            found[rows] = self._shared_contains(users.take(rows) * np.int64(self.n_items) + items.take(rows))
+            flat = shared.ravel().nonzero()[0]
+            rows = flat % users.size if users.size != owner.size else flat  # the user of each shared query
+            listed = self.shared_users.take(_SHARED - owner.ravel().take(flat), axis=0)
+            found.ravel()[flat] = (listed == users.ravel().take(rows)[:, None]).any(axis=1)
         return found
-
-    def _shared_contains(self, keys: np.ndarray) -> np.ndarray:
-        pos = np.searchsorted(self.shared_keys, keys)
-        np.minimum(pos, self.shared_keys.size - 1, out=pos)
-        return self.shared_keys.take(pos) == keys
 
     def contains(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """bool, the broadcast shape of ``users`` and ``items``: is each (user, item) a pair?"""
@@ -450,10 +459,8 @@ class ExcludingTables:
         lo = tables.offsets[self.table_of]  # (n_users, C)
         size = (tables.offsets[self.table_of + 1] - lo).astype(np.float64)
         n_comp = self.weights.size
-        self._scalar: tuple[int, float] | None = None
-        self._cuts: list[np.ndarray] = []
-        if n_comp == 1 and self.table_of.size and np.all(self.table_of == self.table_of[0, 0]):
-            self._scalar = (int(lo[0, 0]), float(size[0, 0]))
+        one_table = n_comp == 1 and self.table_of.size > 0 and bool(np.all(self.table_of == self.table_of[0, 0]))
+        self._scalar = (int(lo[0, 0]), float(size[0, 0])) if one_table else None
         w = self.weights * (size > 0)
         total = w.sum(axis=1)
         cum = np.cumsum(w, axis=1) / np.where(total > 0, total, 1.0)[:, None]
@@ -491,44 +498,58 @@ class ExcludingTables:
                 return out
         return self._draw_rejection(users, rng).astype(np.int64)
 
-    def _trial(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """int32 (R,): one rejection trial per row (pick a component, draw from its table), one random call."""
-        n = users.size
+    def _trial(self, users: np.ndarray, rng: np.random.Generator, width: int = 0) -> np.ndarray:
+        """int32 rejection trials (pick a component, draw from its table), one random call.
+
+        ``users`` int64 (P,). ``width`` 0: one trial a row, shape (P,); else ``width`` trials a row, shape
+        (width, P) (column r holds row r's trials, in order).
+        """
+        shape = (users.size,) if width == 0 else (width, users.size)
         if self._scalar is not None:
             lo, size = self._scalar
-            x = rng.random(n)
+            x = rng.random(shape)
             x *= size
             return self.tables.pick(x, lo)
         if not self._cuts:
-            x = rng.random(n)
-            index = users
+            x = rng.random(shape)
+            index = users  # broadcast over the trials of a row
         else:
-            u = rng.random(2 * n)
-            x, coin = u[:n], u[n:]
+            u = rng.random((2, *shape))
+            x, coin = u[0], u[1]
             index = users * len(self.weights)
             for cut in self._cuts:  # a loop over components
-                index += coin >= cut.take(users)
+                index = index + (coin >= cut.take(users))
         x *= self._size.take(index)
         return self.tables.pick(x, self._lo.take(index))
 
     def _draw_rejection(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """int32 (R,): batched rejection of the user's positives, exact path for the rows left."""
+        """int32 (R,): batched rejection of the user's positives, exact path for the rows left.
+
+        As ``first_accepted``, written out: later rounds draw ``width`` trials for each row left, laid out
+        (width, P) so that per-row arrays broadcast instead of being repeated, and keep the first accepted.
+        A rejected trial restarts whole (component included), so the mixture stays exact.
+        """
         pairs = self.complement.pairs
         slots = pairs.slots(users)
-
-        def trial(rows: np.ndarray | None, g: np.random.Generator) -> np.ndarray:
-            # A rejected trial restarts whole (component included), so the mixture stays exact.
-            return self._trial(users if rows is None else users.take(rows), g)
-
-        def rejected(rows: np.ndarray | None, items: np.ndarray) -> np.ndarray:
-            if rows is None:
-                return pairs.hits(slots, users, items)
-            return pairs.hits(slots.take(rows), users.take(rows), items)
-
-        items, left = first_accepted(users.size, trial, rejected, rng)
-        if left.size:
-            items[left] = self._draw_exact(users[left], rng)
-        return items
+        out = self._trial(users, rng)
+        pending = pairs.hits(slots, users, out).nonzero()[0]
+        width = 2
+        for _ in range(MAX_ROUNDS - 1):
+            if pending.size == 0:
+                return out
+            row_users = users.take(pending)
+            values = self._trial(row_users, rng, width)
+            ok = ~pairs.hits(slots.take(pending), row_users, values)
+            first = ok.argmax(axis=0)  # the first accepted trial of each row (0 when none is)
+            first *= pending.size
+            first += np.arange(pending.size)
+            got = ok.ravel().take(first)
+            out[pending[got]] = values.ravel().take(first[got])
+            pending = pending[~got]
+            width = min(2 * width, MAX_WIDTH)
+        if pending.size:
+            out[pending] = self._draw_exact(users[pending], rng)
+        return out
 
     def _draw_exact(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Exact draws: the component's CDF with each user's positives cut out (O(|P_u|) a row)."""

@@ -69,9 +69,11 @@ class StageOutcome:
     sampling_seconds: list[float] = field(default_factory=list)
     step_seconds: list[float] = field(default_factory=list)
     draws: int = 0
+    memory: dict[str, list[int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         sampling, steps = sum(self.sampling_seconds), sum(self.step_seconds)
+        extra = {"memory_per_process": self.memory} if self.memory else {}
         return {
             "stage": self.stage,
             "best_epoch": self.best_epoch,
@@ -84,6 +86,7 @@ class StageOutcome:
             "sampling_share": sampling / steps if steps else None,
             "draws": self.draws,
             "draws_per_second": self.draws / sampling if sampling else None,
+            **extra,
         }
 
     @classmethod
@@ -91,7 +94,8 @@ class StageOutcome:
         return cls(stage=d["stage"], best_epoch=d["best_epoch"], best_valid=d["best_valid"],
                    epochs_run=d["epochs_run"], stopped_early=d["stopped_early"],
                    epoch_seconds=d.get("epoch_seconds", []), sampling_seconds=d.get("sampling_seconds", []),
-                   step_seconds=d.get("step_seconds", []), draws=d.get("draws", 0))
+                   step_seconds=d.get("step_seconds", []), draws=d.get("draws", 0),
+                   memory=d.get("memory_per_process", {}))
 
 
 def resolve_loss(cfg: TrainerConfig, sampler: Any) -> str:
@@ -189,7 +193,7 @@ class Trainer:
             stage=spec.name, best_epoch=state["best_epoch"], best_valid=state["best_valid"],
             epochs_run=len(state["epoch_seconds"]), stopped_early=stopped_early,
             epoch_seconds=state["epoch_seconds"], sampling_seconds=state["sampling_seconds"],
-            step_seconds=state["step_seconds"], draws=state["draws"],
+            step_seconds=state["step_seconds"], draws=state["draws"], memory=state.get("memory", {}),
         )
         if self.context.is_main:
             write_json_atomic(done, {**outcome.to_dict(), "epoch_seconds": outcome.epoch_seconds,
@@ -250,6 +254,8 @@ class Trainer:
 
         sampling = steps = loss_sum = 0.0
         rows = draws = 0
+        comm = getattr(self.model.tables, "stats", None)  # sharded tables count the bytes they send
+        comm_before = comm.bytes_sent if comm is not None else 0
         t_epoch = time.perf_counter()
         inner = tqdm(batches, total=n_steps, desc=f"epoch {epoch}", leave=False, unit="batch",
                      disable=not self.show_progress, dynamic_ncols=True)
@@ -304,7 +310,7 @@ class Trainer:
         if not np.isfinite(totals[0]):
             raise RaysearchError(f"stage {spec.name}, epoch {epoch}: the loss is not finite "
                                  f"(learning rate {spec.lr} too high?)")
-        return {
+        record = {
             "stage": spec.name,
             "epoch": epoch,
             "loss": float(totals[0] / max(totals[1], 1)),
@@ -312,4 +318,20 @@ class Trainer:
             "sampling_seconds": sampling,
             "sampling_share": sampling / steps if steps else None,
             "draws_per_second": draws / sampling if sampling else None,
+            "steps": n_steps,
         }
+        if comm is not None:
+            record["comm_bytes_per_step"] = (comm.bytes_sent - comm_before) / n_steps
+        if epoch == 0 or "memory" not in state:
+            state["memory"] = self._memory_per_process(optimizer)
+        return record
+
+    def _memory_per_process(self, optimizer) -> dict[str, list[int]]:
+        """Bytes of parameters and of optimiser state held by each process (lists indexed by rank)."""
+        params = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        opt = sum(t.numel() * t.element_size() for st in optimizer.state.values() for t in st.values()
+                  if torch.is_tensor(t))
+        mine = np.zeros((2, self.context.world_size))
+        mine[:, self.context.rank] = (params, opt)
+        everyone = self.context.sum(mine)
+        return {"param_bytes": everyone[0].astype(int).tolist(), "optimizer_bytes": everyone[1].astype(int).tolist()}
