@@ -50,11 +50,15 @@ def test_ray_job_submit_runs_a_distributed_training(tmp_path):
     out = tmp_path / "run"
     try:
         _wait_for_dashboard(url, head)
-        job = subprocess.run(
-            [str(BIN / "ray"), "job", "submit", "--address", url, "--working-dir", str(ROOT), "--",
-             "raysearch", "train", "trainer.epochs=2", "trainer.workers=2", "trainer.progress=false",
-             f"--out={out}"],
-            env=env, capture_output=True, text=True, timeout=600)
+        for _ in range(20):  # the job agent comes up a few seconds after the dashboard
+            job = subprocess.run(
+                [str(BIN / "ray"), "job", "submit", "--address", url, "--working-dir", str(ROOT), "--",
+                 "raysearch", "train", "trainer.epochs=2", "trainer.workers=2", "trainer.progress=false",
+                 f"--out={out}"],
+                env=env, capture_output=True, text=True, timeout=600)
+            if "No available agent" not in job.stderr + job.stdout:
+                break
+            time.sleep(3)
         assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
         assert "succeeded" in job.stdout + job.stderr
     finally:

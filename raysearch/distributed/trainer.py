@@ -60,7 +60,8 @@ def train_distributed(cfg: RunConfig, run_dir: RunDir, data_dir: str | None = No
                       cache_dir: str | None = None) -> dict[str, Any]:
     """Run ``cfg`` on ``cfg.trainer.workers`` Ray Train workers; returns the results rank 0 wrote."""
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig as TrainRunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, ScalingConfig
+    from ray.train import RunConfig as TrainRunConfig
     from ray.train.torch import TorchTrainer
 
     os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")

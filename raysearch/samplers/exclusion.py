@@ -62,7 +62,7 @@ class PairSet:
     mapping there and -1 when none does. A query (u, i) reads its slot: u means present (the slot and u
     fix i), -1 or another user means absent. A slot several pairs map to holds -2 - j instead, and row j
     of ``shared_users`` (int32 (S, W), -1 padded) lists their users: the query is present iff u is
-    listed. With 2^b >= ``SLOTS_PER_PAIR`` pairs, a few percent of queries land on shared slots.
+    listed. With 2^b >= ``SLOTS_PER_PAIR`` x pairs, a few percent of queries land on shared slots.
     Memory: 16-32 bytes a pair, plus 4 bytes an item and 8 a user. Built from distinct pairs; user ids must
     fit in int32; queried ids must lie in [0, n_users) x [0, n_items).
     """
