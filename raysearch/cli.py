@@ -101,6 +101,41 @@ def format_results(results: dict) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- tune / ui
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from raysearch.tune import load_study, run_study, start_study
+
+    if args.resume:
+        if args.overrides:
+            raise RaysearchError("--resume continues a study as it was started; drop the overrides")
+        study = load_study(args.resume, tracking_uri=args.tracking_uri)
+    else:
+        study = start_study(args.overrides, args.out, args.tracking_uri)
+    print(f"study directory: {study.path}  (MLflow: {study.tracking_uri}, experiment {study.experiment})")
+    try:
+        run_study(study, data_dir=args.data_dir, cache_dir=args.cache_dir)
+    except KeyboardInterrupt:
+        print(f"raysearch: study interrupted; continue it with: raysearch tune --resume {study.path}",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from raysearch.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+               "--port", str(args.port)]
+    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port}  (Ctrl-C stops it)")
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 0
+
+
 # --------------------------------------------------------------------------- bench
 def _cmd_bench(args: argparse.Namespace) -> int:
     import inspect
@@ -166,6 +201,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default: runs/<time>-<dataset>-<model>-<sampler>)")
     p.add_argument("--resume", metavar="DIR", help="continue an interrupted run from its last checkpoint")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "tune",
+        help="a hyperparameter study (Ray Tune + Optuna + ASHA), every trial in MLflow",
+        description="Search each sampler of the study (conf/search/NAME.yaml) with the same budget, select on "
+        "validation, re-train each selection on the final seeds and evaluate test once per final run. "
+        "search.* keys change the study (e.g. search.num_samples=8 search.max_concurrent=2); other keys "
+        "are those of `raysearch train`.",
+    )
+    _add_common(p)
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="e.g. search=icpns dataset=ml-100k model=lightgcn trainer.epochs=50")
+    p.add_argument("--out", help="study directory (default: studies/<search>-<time>)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<cwd>/mlflow.db)")
+    p.add_argument("--resume", metavar="DIR", help="continue an interrupted study")
+    p.set_defaults(func=_cmd_tune)
+
+    p = sub.add_parser("ui", help="open the MLflow UI on 127.0.0.1 to compare runs side by side")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<cwd>/mlflow.db)")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    p.set_defaults(func=_cmd_ui)
 
     bench = sub.add_parser("bench", help="measure speed (samplers, evaluation, distributed scale)")
     bench.add_argument("what", choices=sorted(BENCHES), help="what to measure")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,12 @@ def train(overrides: Sequence[str] = (), out: str | Path | None = None, resume: 
     else:
         cfg = build_run_config(resolve(overrides))
         validate_components(cfg)
+        if cfg.tracking.enabled:
+            # Resolve the store here: workers run in other directories.
+            from raysearch.tracking import resolve_tracking_uri
+
+            cfg = dataclasses.replace(cfg, tracking=dataclasses.replace(
+                cfg.tracking, uri=resolve_tracking_uri(cfg.tracking.uri)))
         path = Path(out) if out is not None else default_run_dir(cfg.dataset.name, cfg.model.name, cfg.sampler.name)
         if (path / "config.yaml").exists():
             state = "a finished run" if (path / "results.json").exists() else "an unfinished run (--resume it)"

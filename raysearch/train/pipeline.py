@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,11 +26,13 @@ from raysearch.communities import cluster_users, community_summary
 from raysearch.config import RunConfig, from_mapping, require, to_plain
 from raysearch.data.dataset import Dataset
 from raysearch.data.interactions import Interactions
+from raysearch.errors import ConfigError
 from raysearch.models import make_model
 from raysearch.models.base import Recommender
 from raysearch.registry import Registry
 from raysearch.rng import make_rng
 from raysearch.samplers import make_sampler
+from raysearch.train.checkpoint import load_checkpoint
 from raysearch.train.context import LocalContext, TrainingContext
 from raysearch.train.evaluator import Evaluator
 from raysearch.train.rundir import RunDir
@@ -89,6 +92,7 @@ class IcpnsPipelineParams:
     finetune_lr: float | None = None  # None: trainer.lr
     finetune_patience: int | None = None  # None: trainer.patience
     cluster_seed: int | None = None  # None: trainer.seed
+    pretrained_from: str | None = None  # a finished one-process RNS run directory to fine-tune from
 
     def __post_init__(self) -> None:
         require(self.n_communities >= 1, "sampler.n_communities", "must be >= 1")
@@ -103,7 +107,16 @@ def run_icpns(trainer: Trainer, cfg: RunConfig, dataset: Dataset, params: IcpnsP
               sampler_params: dict[str, Any]) -> PipelineRun:
     t = cfg.trainer
     stages: list[StageOutcome] = []
-    if params.pretrain:
+    extra: dict[str, Any] = {}
+    if params.pretrained_from:
+        # Stage 1 was run once elsewhere (a study shares it across trials): start from its best weights.
+        source = Path(params.pretrained_from) / "stages" / "train" / "best.pt"
+        if not source.exists():
+            raise ConfigError(f"sampler.pretrained_from: {source} does not exist (expected a finished "
+                              "one-process run of sampler=rns)")
+        trainer.model.load_state_dict(load_checkpoint(source, trainer.device)["model"])
+        extra["pretrained_from"] = str(Path(params.pretrained_from).resolve())
+    elif params.pretrain:
         rns = make_sampler("rns", dataset.train)
         stages.append(trainer.fit(StageSpec("pretrain", rns, _or(params.pretrain_epochs, t.epochs), t.lr)))
     run_dir = trainer.run_dir
@@ -123,7 +136,7 @@ def run_icpns(trainer: Trainer, cfg: RunConfig, dataset: Dataset, params: IcpnsP
     # A fresh optimiser: Trainer.fit builds one per stage (the official code re-creates Adam).
     stages.append(trainer.fit(StageSpec("finetune", sampler, _or(params.finetune_epochs, t.epochs), lr,
                                         params.finetune_patience)))
-    return PipelineRun(stages, {"communities": summary, "sampler_params": _params_of(sampler)})
+    return PipelineRun(stages, {**extra, "communities": summary, "sampler_params": _params_of(sampler)})
 
 
 # --------------------------------------------------------------------------- GDNS
@@ -148,7 +161,8 @@ def run_gdns(trainer: Trainer, cfg: RunConfig, dataset: Dataset, params: GdnsPip
     sampler = make_sampler("gdns", reduced, **sampler_params)
     sampler.pin(fn_users, fn_items)
     history: list[dict[str, Any]] = []
-    trainer.epoch_callbacks.append(lambda epoch, s: history.append({"epoch": epoch, **false_negative_stats(s)}))
+    trainer.epoch_callbacks.append(
+        lambda record, s: history.append({"epoch": record["epoch"], **false_negative_stats(s)}))
     outcome = trainer.fit(StageSpec("train", sampler, cfg.trainer.epochs, cfg.trainer.lr))
     trainer.dataset = dataset
     analysis = {"n_false_negatives": int(fn_users.size), "per_epoch": history,
@@ -230,27 +244,41 @@ def build_model(cfg: RunConfig, dataset: Dataset, tables=None) -> Recommender:
 
 
 def run_training(cfg: RunConfig, dataset: Dataset, run_dir: RunDir, context: TrainingContext | None = None,
-                 tables=None, threads: int | None = None) -> dict[str, Any]:
+                 tables=None, threads: int | None = None, evaluate_test: bool = True) -> dict[str, Any]:
     """Train with the sampler's pipeline, evaluate the selected model on test once, return the results.
 
     ``context``/``tables``: a distributed worker's context and sharded tables (default: one process).
+    ``evaluate_test=False``: a search trial; the test split is not touched (selection happens later, on
+    validation, and the selected configuration alone is tested).
     """
     context = context or LocalContext()
     started = time.perf_counter()
     threads = configure_threads(threads if threads is not None else cfg.trainer.threads)
     if cfg.trainer.device == "cuda" and not torch.cuda.is_available():
-        from raysearch.errors import ConfigError
-
         raise ConfigError("trainer.device: cuda was asked for but torch sees no CUDA device")
     pipeline = PIPELINES.get(cfg.sampler.name) if cfg.sampler.name in PIPELINES else PIPELINES.get("default")
     pipeline_params, sampler_params = split_sampler_params(cfg.sampler.params, pipeline.Params)
     model = build_model(cfg, dataset, tables)
     evaluator = Evaluator(dataset, cfg.eval, cfg.trainer.valid_metric, context)
     trainer = Trainer(model, dataset, cfg.trainer, evaluator, run_dir, context)
-    produced = pipeline.run(trainer, cfg, dataset, pipeline_params, sampler_params)
+    logger = None
+    if cfg.tracking.enabled and context.is_main:
+        from raysearch.tracking import TrainingRunLogger, run_tags
+
+        tags = run_tags(cfg, dataset.name, dataset.fingerprint, evaluator.protocol, code_version())
+        logger = TrainingRunLogger(cfg, tags, run_name=run_dir.path.name)
+        step = iter(range(1 << 62))
+        trainer.epoch_callbacks.append(lambda record, _: logger.log_epoch(record, next(step)))
+    try:
+        produced = pipeline.run(trainer, cfg, dataset, pipeline_params, sampler_params)
+    except BaseException:
+        if logger is not None:
+            logger.fail()
+        raise
 
     selected = produced.stages[-1]
-    test = evaluator.evaluate(model, "test")  # the one and only test evaluation of this run
+    # The one and only test evaluation of this run (none at all for a search trial).
+    test = evaluator.evaluate(model, "test") if evaluate_test else None
     epoch_seconds = [s for st in produced.stages for s in st.epoch_seconds]
     sampling = sum(sum(st.sampling_seconds) for st in produced.stages)
     steps = sum(sum(st.step_seconds) for st in produced.stages)
@@ -267,9 +295,9 @@ def run_training(cfg: RunConfig, dataset: Dataset, run_dir: RunDir, context: Tra
         "stages": {st.stage: st.to_dict() for st in produced.stages},
         "selected": {"stage": selected.stage, "epoch": selected.best_epoch},
         "valid": selected.best_valid,
-        "test": test.means,
-        "test_evaluated_once": True,
-        "test_bands": test.band_means,
+        "test": test.means if test is not None else {},
+        "test_evaluated_once": test is not None,
+        "test_bands": test.band_means if test is not None else {},
         "timings": {
             "total_seconds": time.perf_counter() - started,
             "epoch_seconds_mean": float(np.mean(epoch_seconds)) if epoch_seconds else None,
@@ -282,6 +310,8 @@ def run_training(cfg: RunConfig, dataset: Dataset, run_dir: RunDir, context: Tra
     }
     if context.is_main:
         run_dir.write_json("results.json", results)
+        if logger is not None:
+            logger.finish(results, run_dir.path)
     return results
 
 

@@ -125,8 +125,9 @@ class Trainer:
         self.device = torch.device(cfg.device)
         self.my_users = self.context.my_users(dataset.n_users)
         self.show_progress = progress_enabled(cfg.progress) and self.context.is_main
-        # Called as fn(epoch, sampler) after every epoch (e.g. the GDNS false-negative analysis).
-        self.epoch_callbacks: list[Callable[[int, Any], None]] = []
+        # Called as fn(record, sampler) after every epoch's validation and checkpoint (the record is the
+        # epoch's metrics line): the GDNS false-negative analysis, MLflow logging.
+        self.epoch_callbacks: list[Callable[[dict[str, Any], Any], None]] = []
 
     # ------------------------------------------------------------------ public
     def fit(self, spec: StageSpec) -> StageOutcome:
@@ -158,8 +159,6 @@ class Trainer:
         stopped_early = False
         for epoch in bar:
             record = self._run_epoch(spec, epoch, optimizer, loss_name, state)
-            for callback in self.epoch_callbacks:
-                callback(epoch, spec.sampler)
             is_last = epoch == spec.epochs - 1
             if (epoch + 1) % self.cfg.eval_every == 0 or is_last:
                 t0 = time.perf_counter()
@@ -180,6 +179,8 @@ class Trainer:
             if self.context.is_main:
                 self.run_dir.append_metrics(record)
             self.context.epoch_done(spec.name, epoch, stage_dir, record)
+            for callback in self.epoch_callbacks:
+                callback(record, spec.sampler)
             self._maybe_fail(epoch)
             if stopped_early:
                 break

@@ -1,0 +1,129 @@
+"""MLflow: where runs go, what every run is tagged with, and the two ways runs get there.
+
+* ``raysearch tune``: the driver logs (``StudyMLflowCallback``, a Tune logger callback): one run per
+  trial with its parameters, per-epoch validation metrics, the tags below and, at the end, the trial's
+  config, results and community summary as artifacts.
+* ``raysearch train`` with ``tracking.enabled=true``: the main process of the training itself logs
+  (``TrainingRunLogger``; under Ray Train that is rank 0, which gets the tracking settings in its train
+  config: environment variables of the driver do not reach the workers).
+
+The default store is a sqlite file in the working directory (``sqlite:///<cwd>/mlflow.db``): MLflow 3
+refuses its old file store, and one sqlite file is what a laptop needs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from raysearch.config import RunConfig, to_plain
+
+TAG_PREFIX = "raysearch."
+ARTIFACTS = ("config.yaml", "results.json", "communities.json", "metrics.jsonl", "false_negatives.json")
+
+
+def mlflow_key(name: str) -> str:
+    """Metric names as MLflow accepts them: ``valid/ndcg@10`` -> ``valid/ndcg_at_10``."""
+    return name.replace("@", "_at_")
+
+
+def default_tracking_uri(cwd: str | Path | None = None) -> str:
+    """``sqlite:///<absolute cwd>/mlflow.db``."""
+    return f"sqlite:///{(Path(cwd or os.getcwd()) / 'mlflow.db').resolve()}"
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """An absolute URI: a relative sqlite path or plain file path would resolve differently in workers."""
+    if not uri:
+        return default_tracking_uri()
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{Path(uri[len('sqlite:///'):]).resolve()}"
+    if "://" not in uri:  # a bare path to a .db file
+        return f"sqlite:///{Path(uri).resolve()}"
+    return uri
+
+
+def ensure_experiment(uri: str, name: str) -> str:
+    """Create the store and the experiment once, from one process (parallel first writers race on
+    sqlite's schema creation); returns the experiment id."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifacts = Path(uri[len("sqlite:///"):]).parent / "mlartifacts" if uri.startswith("sqlite:///") else None
+    return client.create_experiment(name, artifact_location=artifacts.as_uri() if artifacts else None)
+
+
+def run_tags(cfg: RunConfig, dataset_name: str, fingerprint: str, protocol: str, code: str) -> dict[str, str]:
+    """The tags every run carries: dataset and its provenance hash, protocol, sampler, backbone, seed, code."""
+    return {
+        f"{TAG_PREFIX}dataset": dataset_name,
+        f"{TAG_PREFIX}dataset_fingerprint": fingerprint,
+        f"{TAG_PREFIX}protocol": protocol,
+        f"{TAG_PREFIX}sampler": cfg.sampler.name,
+        f"{TAG_PREFIX}backbone": cfg.model.name,
+        f"{TAG_PREFIX}seed": str(cfg.trainer.seed),
+        f"{TAG_PREFIX}code_version": code,
+    }
+
+
+def flat_params(cfg: RunConfig) -> dict[str, str]:
+    """The run's configuration as MLflow parameters (dotted keys, values as text)."""
+    out: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            out[prefix] = str(value)[:500]  # MLflow caps parameter values
+
+    tree = to_plain(cfg)
+    for group in ("model", "sampler"):
+        tree[group] = {"name": tree[group]["name"], **tree[group]["params"]}
+    walk("", tree)
+    return out
+
+
+def log_artifacts(client, run_id: str, run_dir: Path) -> None:
+    for name in ARTIFACTS:
+        path = run_dir / name
+        if path.exists():
+            client.log_artifact(run_id, str(path))
+
+
+class TrainingRunLogger:
+    """Logs one ``raysearch train`` run to MLflow from the main training process."""
+
+    def __init__(self, cfg: RunConfig, tags: dict[str, str], run_name: str):
+        import mlflow
+
+        uri = resolve_tracking_uri(cfg.tracking.uri)
+        experiment_id = ensure_experiment(uri, cfg.tracking.experiment)
+        self.client = mlflow.MlflowClient(uri)
+        run = self.client.create_run(experiment_id, run_name=run_name, tags=tags)
+        self.run_id = run.info.run_id
+        for key, value in flat_params(cfg).items():
+            self.client.log_param(self.run_id, key, value)
+
+    def log_epoch(self, record: dict[str, Any], step: int) -> None:
+        metrics = {"loss": record.get("loss"), "epoch_seconds": record.get("epoch_seconds"),
+                   "sampling_share": record.get("sampling_share")}
+        metrics.update({f"valid/{k}": v for k, v in (record.get("valid") or {}).items()})
+        for key, value in metrics.items():
+            if value is not None:
+                self.client.log_metric(self.run_id, mlflow_key(key), float(value), step=step)
+
+    def finish(self, results: dict[str, Any], run_dir: Path) -> None:
+        for key, value in results["test"].items():
+            self.client.log_metric(self.run_id, mlflow_key(f"test/{key}"), float(value))
+        self.client.set_tag(self.run_id, f"{TAG_PREFIX}test_evaluated_once", "true")
+        log_artifacts(self.client, self.run_id, run_dir)
+        self.client.set_terminated(self.run_id, "FINISHED")
+
+    def fail(self) -> None:
+        self.client.set_terminated(self.run_id, "FAILED")

@@ -1,0 +1,66 @@
+"""MLflow tracking of `raysearch train` (from the training process) and the `raysearch ui` command."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from raysearch.distributed.process_group import free_port
+from raysearch.tracking import mlflow_key, resolve_tracking_uri
+from raysearch.train import train
+
+
+def test_tracking_uri_resolution(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_tracking_uri(None) == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert resolve_tracking_uri("sqlite:///rel.db") == f"sqlite:///{tmp_path / 'rel.db'}"
+    assert resolve_tracking_uri("store.db") == f"sqlite:///{tmp_path / 'store.db'}"
+    assert resolve_tracking_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    assert mlflow_key("valid/ndcg@10") == "valid/ndcg_at_10"
+
+
+def test_train_logs_params_metrics_tags_and_artifacts(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    results = train(["trainer.epochs=3", "trainer.progress=false", "model.dim=8", "tracking.enabled=true",
+                     f"tracking.uri={uri}", "tracking.experiment=unit"], out=tmp_path / "run")
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("unit").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["trainer.epochs"] == "3" and run.data.params["model.name"] == "mf"
+    tags = run.data.tags
+    assert tags["raysearch.dataset"] == "synthetic" and tags["raysearch.sampler"] == "rns"
+    assert tags["raysearch.dataset_fingerprint"] == results["dataset"]["fingerprint"]
+    assert tags["raysearch.test_evaluated_once"] == "true"
+    assert len(client.get_metric_history(run.info.run_id, "valid/ndcg_at_10")) == 3
+    assert run.data.metrics["test/ndcg_at_10"] == pytest.approx(results["test"]["ndcg@10"])
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "results.json", "metrics.jsonl"} <= artifacts
+
+
+@pytest.mark.slow
+def test_ui_serves_the_store_on_loopback(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    port = free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "raysearch"), "ui", f"--tracking-uri={uri}",
+                             f"--port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
+                    assert resp.status == 200
+                    break
+            except OSError:
+                assert time.time() < deadline, "the MLflow UI did not answer"
+                assert proc.poll() is None, "raysearch ui exited"
+                time.sleep(1)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -1,0 +1,111 @@
+"""Ray Tune + Optuna studies tracked in MLflow: a tiny study end to end, leak-free; resume keeps trials."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from raysearch.errors import ConfigError
+from raysearch.tune import Dimension, load_search, run_study, start_study, trial_overrides
+
+BASE = ["trainer.epochs=3", "trainer.progress=false", "trainer.batch_size=512", "model.dim=16",
+        "trainer.lr=0.01", "dataset.synthetic.n_users=300", "dataset.synthetic.n_items=200"]
+
+
+def test_search_file_and_override_validation():
+    search = load_search("icpns", {"num_samples": 3})
+    assert search.options.num_samples == 3
+    assert search.samplers["icpns"]["sampler.n_communities"].log
+    with pytest.raises(ConfigError, match=r"unknown key 'search\.trials'"):
+        load_search("icpns", {"trials": 3})
+    with pytest.raises(ConfigError, match=r"search\.samplers\.x\.lr: a log scale needs low > 0"):
+        Dimension.parse("lr", {"float": [0, 1], "log": True}, "search.samplers.x")
+    with pytest.raises(ConfigError, match=r"give exactly one of int, float, choice"):
+        Dimension.parse("lr", {"float": [0, 1], "int": [0, 1]}, "search.shared")
+
+
+def test_start_study_rejects_a_sampler_choice_and_bad_keys(tmp_path):
+    with pytest.raises(ConfigError, match=r"a study chooses its samplers in its search file"):
+        start_study(["search=icpns", "sampler=rns"], tmp_path / "a", None)
+    with pytest.raises(ConfigError, match=r"unknown key 'trainer\.epoch'"):
+        start_study(["search=icpns", "trainer.epoch=3"], tmp_path / "b", None)
+    with pytest.raises(ConfigError, match=r"name a study: search=NAME"):
+        start_study(["trainer.epochs=3"], tmp_path / "c", None)
+
+
+def test_trial_overrides_put_searched_values_last():
+    config = {"_base": ["trainer.epochs=3"], "_sampler": "icpns", "_fixed": ["trainer.seed=7"],
+              "sampler.alpha": 0.25, "sampler.n_communities": 4}
+    assert trial_overrides(config) == ["trainer.epochs=3", "sampler=icpns", "trainer.seed=7",
+                                       "sampler.alpha=0.25", "sampler.n_communities=4"]
+
+
+@pytest.mark.ray
+def test_tiny_study_end_to_end_is_tracked_and_leak_free(ray_session, tmp_path):
+    db = tmp_path / "mlflow.db"
+    study = start_study(["search=icpns", "search.num_samples=4", "search.max_concurrent=2",
+                         "search.grace_period=1", *BASE], tmp_path / "study", f"sqlite:///{db}")
+    summary = run_study(study, report=lambda *_: None)
+    row = summary["rows"][0]
+    assert row["sampler"] == "icpns" and row["trials"] == 4 and row["final_runs"] == 1
+    assert 0 < row["search_best_valid"] <= 1
+    assert (tmp_path / "study" / "summary.csv").exists()
+
+    client = mlflow.MlflowClient(f"sqlite:///{db}")
+    runs = client.search_runs([client.get_experiment_by_name(study.experiment).experiment_id])
+    search_runs = [r for r in runs if r.data.tags["raysearch.phase"] == "search"]
+    final_runs = [r for r in runs if r.data.tags["raysearch.phase"] == "final"]
+    assert len(search_runs) == 4 and len(final_runs) == 1
+    for run in runs:
+        tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+        assert run.info.status == "FINISHED"
+        for key in ("dataset", "dataset_fingerprint", "protocol", "sampler", "backbone", "seed", "code_version"):
+            assert tags[f"raysearch.{key}"], key
+        assert tags["raysearch.sampler"] == "icpns" and tags["raysearch.protocol"] == "full"
+        assert {"sampler.n_communities", "sampler.alpha", "sampler.finetune_lr", "trainer.epochs"} <= set(params)
+        assert "valid/ndcg_at_10" in metrics
+        has_test = any(k.startswith("test/") for k in metrics)
+        assert has_test == (tags["raysearch.selected"] == "true")  # the test metric only on the selected run
+    history = client.get_metric_history(search_runs[0].info.run_id, "valid/ndcg_at_10")
+    assert len(history) >= 1  # per-epoch metrics
+    artifacts = {a.path for a in client.list_artifacts(final_runs[0].info.run_id)}
+    assert {"config.yaml", "results.json", "communities.json"} <= artifacts
+    selected = final_runs[0].data.params
+    assert float(selected["sampler.alpha"]) == pytest.approx(row["params"]["sampler.alpha"])
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_interrupted_study_resumes_keeping_finished_trials(tmp_path):
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    exe = str(Path(sys.executable).parent / "raysearch")
+    study_dir = tmp_path / "study"
+    args = [exe, "tune", "search=icpns", "search.num_samples=4", "search.max_concurrent=1",
+            "search.scheduler=none", "trainer.threads=1", *BASE, f"--out={study_dir}",
+            f"--tracking-uri=sqlite:///{tmp_path / 'mlflow.db'}"]
+    proc = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    search_dir = study_dir / "tune" / "search-icpns"
+    finished: dict[str, float] = {}
+    deadline = time.time() + 300
+    while time.time() < deadline and len(finished) < 2:
+        finished = {p.parent.parent.name: p.stat().st_mtime for p in search_dir.glob("trial-*/run/results.json")}
+        time.sleep(0.5)
+    assert len(finished) >= 2, proc.stdout.read().decode()[-3000:] if proc.poll() is not None else "too slow"
+    proc.send_signal(signal.SIGINT)  # Ctrl-C in the terminal that runs the study
+    assert proc.wait(timeout=120) == 130
+    assert not (study_dir / "summary.json").exists()
+
+    resumed = subprocess.run([exe, "tune", f"--resume={study_dir}"], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    summary = json.loads((study_dir / "summary.json").read_text())
+    assert summary["rows"][0]["trials"] == 4, resumed.stdout[-4000:]
+    for name, mtime in finished.items():  # finished trials were kept, not run again
+        assert (search_dir / name / "run" / "results.json").stat().st_mtime == mtime
