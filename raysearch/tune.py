@@ -34,7 +34,9 @@ from typing import Any
 
 import numpy as np
 import yaml
+from ray.tune import Callback
 
+from raysearch import metrics
 from raysearch.config import (
     build_run_config,
     config_tree,
@@ -270,6 +272,24 @@ def mlflow_callback(uri: str, experiment: str, study: str, phase: str, settings:
     return StudyMLflowCallback(tracking_uri=uri, experiment_name=experiment, save_artifact=False)
 
 
+class TrialsRunning(Callback):
+    """Exports the number of running trials (``raysearch_trials_running``) for the Grafana dashboard."""
+
+    def __init__(self, study: str):
+        self.study = study
+        self.running: set[str] = set()
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.running.add(trial.trial_id)
+        metrics.record_trials_running(self.study, len(self.running))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.running.discard(trial.trial_id)
+        metrics.record_trials_running(self.study, len(self.running))
+
+    on_trial_error = on_trial_complete
+
+
 _DATASET_INFO: dict[str, dict[str, str]] = {}
 
 
@@ -439,7 +459,8 @@ def _search(study: Study, sampler: str, fixed: list[str], settings: dict, concur
     trainable = tune.with_resources(tune.with_parameters(run_trial, settings=settings),
                                     {"cpu": settings["threads"]})
     path = study.tune_dir / name
-    callbacks = [mlflow_callback(study.tracking_uri, study.experiment, study.path.name, "search", settings)]
+    callbacks = [mlflow_callback(study.tracking_uri, study.experiment, study.path.name, "search", settings),
+                 TrialsRunning(study.path.name)]
     if tune.Tuner.can_restore(str(path)):
         report(f"[{sampler}] resuming the search in {path}")
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
@@ -539,7 +560,8 @@ def _final_runs(study: Study, selections: dict, settings: dict, concurrency: int
     path = study.tune_dir / "final"
     trainable = tune.with_resources(tune.with_parameters(run_trial, settings=settings),
                                     {"cpu": settings["threads"]})
-    callbacks = [mlflow_callback(study.tracking_uri, study.experiment, study.path.name, "final", settings)]
+    callbacks = [mlflow_callback(study.tracking_uri, study.experiment, study.path.name, "final", settings),
+                 TrialsRunning(study.path.name)]
     report(f"final: the selected configuration of each sampler on seeds {seeds} (test evaluated once per run)")
     if tune.Tuner.can_restore(str(path)):
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)

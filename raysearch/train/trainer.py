@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from raysearch import metrics
 from raysearch.config import TrainerConfig
 from raysearch.data.dataset import Dataset
 from raysearch.errors import ConfigError, RaysearchError
@@ -323,6 +324,8 @@ class Trainer:
         }
         if comm is not None:
             record["comm_bytes_per_step"] = (comm.bytes_sent - comm_before) / n_steps
+        metrics.record_epoch({"dataset": self.dataset.name, "model": self.model.name, "sampler": sampler.name,
+                              "stage": spec.name}, record, draws)
         if epoch == 0 or "memory" not in state:
             state["memory"] = self._memory_per_process(optimizer)
         return record
