@@ -109,3 +109,14 @@ def test_interrupted_study_resumes_keeping_finished_trials(tmp_path):
     assert summary["rows"][0]["trials"] == 4, resumed.stdout[-4000:]
     for name, mtime in finished.items():  # finished trials were kept, not run again
         assert (search_dir / name / "run" / "results.json").stat().st_mtime == mtime
+
+
+def test_every_search_file_loads_and_its_trials_resolve(tmp_path):
+    from raysearch.config import group_options
+
+    for i, name in enumerate(group_options("search")):
+        study = start_study([f"search={name}", "trainer.epochs=2"], tmp_path / str(i), None)
+        assert study.search.samplers
+        for sampler, space in study.search.samplers.items():
+            for dim in {**study.search.shared, **space}.values():
+                dim.to_tune()  # every dimension converts to a Tune domain
