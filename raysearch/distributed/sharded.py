@@ -51,7 +51,9 @@ def owned_ids(n: int, rank: int, world: int) -> np.ndarray:
 
 
 class CommStats:
-    """Bytes sent by this rank through the tables' collectives (for the scale benchmarks)."""
+    """Bytes this rank sends to other ranks through the tables' collectives (for the scale benchmarks),
+    counted as the ring algorithms move them: all-gather and reduce-scatter (W - 1) blocks, all-to-all
+    the parts addressed to other ranks."""
 
     def __init__(self) -> None:
         self.bytes_sent = 0
@@ -81,7 +83,11 @@ class _FetchRows(torch.autograd.Function):
         rows = weight.detach()[local_index]
         fetched = torch.empty(send_ids.numel(), weight.shape[1], dtype=weight.dtype)
         dist.all_to_all_single(fetched, rows.contiguous(), send_split, recv_split)
-        stats.add(8 * world + 8 * send_ids.numel() + rows.numel() * rows.element_size())
+        rank = dist.get_rank()
+        # bytes that leave this rank: ids to other owners, rows to other requesters
+        row_bytes = weight.shape[1] * weight.element_size()
+        stats.add(8 * (world - 1) + 8 * (send_ids.numel() - send_split[rank])
+                  + row_bytes * (local_index.numel() - recv_split[rank]))
         uniq_rows = torch.empty_like(fetched)
         uniq_rows[order] = fetched
         ctx.save_for_backward(local_index, order, inverse)
@@ -99,7 +105,8 @@ class _FetchRows(torch.autograd.Function):
         grad_uniq.index_add_(0, inverse, grad.contiguous())
         received = torch.empty(local_index.numel(), grad.shape[-1], dtype=grad.dtype)
         dist.all_to_all_single(received, grad_uniq[order].contiguous(), recv_split, send_split)
-        ctx.stats.add(grad_uniq.numel() * grad_uniq.element_size())
+        rank = dist.get_rank()
+        ctx.stats.add(grad.shape[-1] * grad.element_size() * (ctx.n_uniq - send_split[rank]))
         grad_weight = torch.zeros(ctx.shape, dtype=grad.dtype)
         grad_weight.index_add_(0, local_index, received)
         return grad_weight, None, None, None
@@ -115,7 +122,8 @@ class _GatherTable(torch.autograd.Function):
         padded[: weight.shape[0]] = weight.detach()
         gathered = torch.empty(world * per_rank, weight.shape[1], dtype=weight.dtype)
         dist.all_gather_single(gathered, padded)
-        stats.add(padded.numel() * padded.element_size())
+        # a ring all-gather sends this rank's block to each of the W - 1 others (in W - 1 hops)
+        stats.add((world - 1) * padded.numel() * padded.element_size())
         # gathered[r * per_rank + j] is global row j * world + r: reorder to global order.
         table = gathered.view(world, per_rank, -1).transpose(0, 1).reshape(world * per_rank, -1)[:n]
         ctx.n, ctx.world, ctx.per_rank, ctx.local = n, world, per_rank, weight.shape[0]
@@ -131,7 +139,8 @@ class _GatherTable(torch.autograd.Function):
         by_rank = full.view(per_rank, world, -1).transpose(0, 1).reshape(world * per_rank, -1).contiguous()
         mine = torch.empty(per_rank, grad.shape[1], dtype=grad.dtype)
         dist.reduce_scatter_single(mine, by_rank)
-        ctx.stats.add(by_rank.numel() * by_rank.element_size())
+        # a ring reduce-scatter sends (W - 1) / W of the full gradient from each rank
+        ctx.stats.add((world - 1) * mine.numel() * mine.element_size())
         return mine[: ctx.local], None, None, None
 
 
