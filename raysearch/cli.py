@@ -136,6 +136,14 @@ def _cmd_ui(args: argparse.Namespace) -> int:
         return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from raysearch.report import build_report
+
+    path = build_report(args.experiment, out=args.out, tracking_uri=args.tracking_uri, scale=args.scale)
+    print(f"report: {path}  (open it in a browser; it needs no network)")
+    return 0
+
+
 # --------------------------------------------------------------------------- bench
 def _cmd_bench(args: argparse.Namespace) -> int:
     import inspect
@@ -223,6 +231,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     p.set_defaults(func=_cmd_ui)
+
+    p = sub.add_parser(
+        "report",
+        help="write a self-contained HTML dashboard of an MLflow experiment",
+        description="Read the runs of an MLflow experiment (a study's, or runs of `raysearch train "
+        "tracking.enabled=true`) and write one HTML file: the comparison table, training curves, the search, "
+        "communities, popularity-band and community breakdowns, and cost. It opens without a network.",
+    )
+    p.add_argument("--experiment", required=True, help="MLflow experiment name (a study prints its own)")
+    p.add_argument("--out", help="HTML file to write (default: report-<experiment>.html)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<cwd>/mlflow.db)")
+    p.add_argument("--scale", metavar="FILE", help="scale measurements from `raysearch bench scale --json FILE`")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    p.set_defaults(func=_cmd_report)
 
     bench = sub.add_parser("bench", help="measure speed (samplers, evaluation, distributed scale)")
     bench.add_argument("what", choices=sorted(BENCHES), help="what to measure")

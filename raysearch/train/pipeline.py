@@ -27,6 +27,7 @@ from raysearch.config import RunConfig, from_mapping, require, to_plain
 from raysearch.data.dataset import Dataset
 from raysearch.data.interactions import Interactions
 from raysearch.errors import ConfigError
+from raysearch.evaluation.breakdown import group_means
 from raysearch.models import make_model
 from raysearch.models.base import Recommender
 from raysearch.registry import Registry
@@ -136,7 +137,8 @@ def run_icpns(trainer: Trainer, cfg: RunConfig, dataset: Dataset, params: IcpnsP
     # A fresh optimiser: Trainer.fit builds one per stage (the official code re-creates Adam).
     stages.append(trainer.fit(StageSpec("finetune", sampler, _or(params.finetune_epochs, t.epochs), lr,
                                         params.finetune_patience)))
-    return PipelineRun(stages, {**extra, "communities": summary, "sampler_params": _params_of(sampler)})
+    return PipelineRun(stages, {**extra, "communities": summary, "sampler_params": _params_of(sampler),
+                                "community_assignment": communities})
 
 
 # --------------------------------------------------------------------------- GDNS
@@ -279,6 +281,9 @@ def run_training(cfg: RunConfig, dataset: Dataset, run_dir: RunDir, context: Tra
     selected = produced.stages[-1]
     # The one and only test evaluation of this run (none at all for a search trial).
     test = evaluator.evaluate(model, "test") if evaluate_test else None
+    assignment = produced.extra.pop("community_assignment", None)
+    if test is not None and assignment is not None:  # per-community test metrics (the report's breakdown)
+        produced.extra["test_by_community"] = {str(c): v for c, v in group_means(test, assignment).items()}
     epoch_seconds = [s for st in produced.stages for s in st.epoch_seconds]
     sampling = sum(sum(st.sampling_seconds) for st in produced.stages)
     steps = sum(sum(st.step_seconds) for st in produced.stages)
