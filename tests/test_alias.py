@@ -229,3 +229,53 @@ def test_ragged_memory_is_the_total_support_and_empty_tables_refuse_draws():
         ragged.draw(2, np.random.default_rng(0), size=3)
     with pytest.raises(SamplingError, match="all weights are zero"):
         RaggedAliasTable.from_segments(np.array([0, 2]), np.zeros(2))
+
+
+def read_only_copies(arrays: dict) -> dict:
+    """What ``ray.get`` returns for a dict of arrays: copies that cannot be written."""
+    out = {}
+    for name, a in arrays.items():
+        out[name] = a.copy()
+        out[name].flags.writeable = False
+    return out
+
+
+def test_ragged_tables_round_trip_through_plain_arrays_without_copying_read_only_ones():
+    offsets, weights, outcomes = ragged_example()
+    ragged = RaggedAliasTable.from_segments(offsets, weights, outcomes)
+    arrays = ragged.to_arrays()
+    assert set(arrays) == {"offsets", "outcomes", "p", "prob", "alias", "cells"}
+    assert all(type(a) is np.ndarray and not a.flags.writeable for a in arrays.values())
+    shipped = read_only_copies(arrays)
+    rebuilt = RaggedAliasTable.from_arrays(shipped)
+    assert all(getattr(rebuilt, name) is a for name, a in shipped.items())  # zero-copy
+    for name in arrays:
+        np.testing.assert_array_equal(getattr(rebuilt, name), arrays[name])
+    tables = np.random.default_rng(3).choice([0, 1, 3, 4], size=5000)
+    np.testing.assert_array_equal(rebuilt.draw(tables, np.random.default_rng(4)),
+                                  ragged.draw(tables, np.random.default_rng(4)))
+    # A writable input is copied: the table never shares memory its caller may change.
+    writable = {name: a.copy() for name, a in arrays.items()}
+    rebuilt = RaggedAliasTable.from_arrays(writable)
+    assert not np.shares_memory(rebuilt.cells, writable["cells"]) and not rebuilt.cells.flags.writeable
+    writable["cells"][:] = 0.0
+    np.testing.assert_array_equal(rebuilt.cells, ragged.cells)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.pop("cells"), r"missing \['cells'\], unexpected \[\]"),
+        (lambda d: d.update(extra=np.zeros(1)), r"missing \[\], unexpected \['extra'\]"),
+        (lambda d: d.update(p=d["p"].astype(np.float32)), "p has dtype float32, expected float64"),
+        (lambda d: d.update(alias=d["alias"][:-1]), r"alias has shape \(57,\), expected \(58,\)"),
+        (lambda d: d.update(cells=d["cells"][:, :1]), r"cells has shape \(58, 1\), expected \(58, 2\)"),
+        (lambda d: d.update(offsets=d["offsets"][::-1].copy()), "offsets must start at 0"),
+    ],
+)
+def test_ragged_tables_from_bad_arrays_raise(change, message):
+    offsets, weights, outcomes = ragged_example()
+    arrays = dict(RaggedAliasTable.from_segments(offsets, weights, outcomes).to_arrays())
+    change(arrays)
+    with pytest.raises(SamplingError, match=message):
+        RaggedAliasTable.from_arrays(arrays)

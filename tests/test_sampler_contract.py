@@ -218,3 +218,18 @@ def test_benchmark_smoke_run_reports_every_sampler():
         assert row[name]["draws_per_s"] > 0
     assert row["build_pns_s"] > 0 and row["build_icpns_s"] > 0
     assert any("draws per second" in line for line in lines)
+    # Side-by-side ratios against choice(p), from the same interleaved repetitions.
+    ratio = row["speedup_vs_choice"]
+    assert ratio["pns"] == pytest.approx(row["choice"]["us_per_batch"] / row["pns"]["us_per_batch"])
+    assert any("choice(p)" in line and "pns" in line and "x)" in line for line in lines)
+
+
+def test_benchmark_interleaves_contenders_with_a_rotating_order():
+    from raysearch.bench.samplers import interleaved
+
+    calls: list[tuple[str, int]] = []
+    fns = {name: (lambda rep, name=name: calls.append((name, rep))) for name in ("a", "b", "c")}
+    times = interleaved(fns, 4)
+    assert [n for n, _ in calls] == list("abc" "bca" "cab" "abc")  # one call each a repetition, order rotates
+    assert [r for _, r in calls] == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
+    assert set(times) == {"a", "b", "c"} and all(t.shape == (4,) and np.all(t >= 0) for t in times.values())

@@ -435,3 +435,92 @@ def test_mixed_rejects_a_share_outside_0_1():
     train, _, _ = inbatch_setup()
     with pytest.raises(ConfigError, match="sampler 'mixed': uniform_share: must be in \\[0, 1\\], got 1.5"):
         make_sampler("mixed", train, uniform_share=1.5)
+
+
+# --------------------------------------------------------------------------- rejection rounds, skewed data
+def skewed_train() -> tuple[Interactions, np.ndarray]:
+    """Zipf popularity, ~20 positives a user (acceptance ~0.75 under popularity: several redraw rounds),
+    a heavy user 299 (every other item of the popular three quarters), 3 communities, shared PairSet slots."""
+    rng = np.random.default_rng(9)
+    n_users, n_items = 300, 400
+    pop = np.arange(1, n_items + 1, dtype=float) ** -1.0
+    users = rng.integers(0, n_users - 1, 6000)
+    items = rng.choice(n_items, size=6000, p=pop / pop.sum())
+    heavy = np.arange(0, 300, 2)
+    users = np.concatenate([users, np.full(heavy.size, n_users - 1)])
+    items = np.concatenate([items, heavy])
+    return Interactions.from_pairs(users, items, n_users, n_items), np.arange(n_users) % 3
+
+
+def test_rows_rejected_through_every_round_take_the_exact_path():
+    # Acceptance 5e-4 with the exact route switched off: a row is still rejected after the 16 rounds (767
+    # trials) with probability (1 - 5e-4)^767 ~ 0.68, and must then come from the exact path, unbiased.
+    n_items = 2000
+    train = Interactions.from_pairs(np.zeros(10, int), np.arange(10), 1, n_items)
+    comp = Complement(train)
+    w = np.r_[np.full(10, 4e5), np.ones(n_items - 10)]
+    tables = RaggedAliasTable.from_segments(np.array([0, n_items]), w)
+    ex = ExcludingTables(comp, tables, [(0, 1.0)], exact_below=0.0)
+    assert 4e-4 < ex.user_acceptance()[0] < 6e-4 and ex.route[0] == 0
+    draws = ex.draw(np.zeros(20_000, dtype=np.int64), np.random.default_rng(13))
+    ref = w.copy()
+    ref[:10] = 0.0
+    assert chi2_pvalue(draws, ref) > P_MIN
+
+
+def test_draws_are_thread_safe():
+    # A sampler holds no per-call state: threads drawing at once get what each would get alone.
+    from concurrent.futures import ThreadPoolExecutor
+
+    train, communities = skewed_train()
+    sampler = make_sampler("icpns", train, communities=communities, global_mix=0.3)
+    users_all, items_all = train.pairs()
+    rows = np.random.default_rng(2).integers(0, train.nnz, (8, 20_000))
+
+    def draw(t: int) -> np.ndarray:
+        return sampler.sample(users_all[rows[t]], items_all[rows[t]], 2, rng=np.random.default_rng(t))
+
+    alone = [draw(t) for t in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(draw, range(8)))
+    for a, b in zip(alone, together, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+# --------------------------------------------------------------------------- ICPNS from prebuilt tables
+@pytest.mark.parametrize("params", [{"alpha": 0.8}, {"alpha": 0.5, "smoothing": 1.0, "global_mix": 0.2}])
+def test_icpns_from_shipped_read_only_tables_draws_exactly_as_a_direct_build(params):
+    from raysearch.samplers.icpns import ICPNS, community_tables
+
+    train, communities = skewed_train()
+    direct = make_sampler("icpns", train, communities=communities, **params)
+    tables, components = community_tables(train, communities, **params)
+    assert len(components) == 1 + ("global_mix" in params)
+    # What a worker gets from ray.get: read-only, zero-copy arrays.
+    shipped = {}
+    for key, a in tables.to_arrays().items():
+        shipped[key] = a.copy()
+        shipped[key].flags.writeable = False
+    worker = ICPNS(train, {"communities": communities, **params}, tables=RaggedAliasTable.from_arrays(shipped))
+    assert worker.tables.cells is shipped["cells"] and worker.tables.p is shipped["p"]
+    users_all, items_all = train.pairs()
+    rows = np.random.default_rng(4).integers(0, train.nnz, 5000)
+    np.testing.assert_array_equal(
+        worker.sample(users_all[rows], items_all[rows], 3, rng=np.random.default_rng(5)),
+        direct.sample(users_all[rows], items_all[rows], 3, rng=np.random.default_rng(5)),
+    )
+    np.testing.assert_array_equal(worker.probabilities(1), direct.probabilities(1))
+    assert all(not a.flags.writeable for a in shipped.values())
+
+
+def test_icpns_rejects_tables_that_do_not_fit_its_parameters():
+    from raysearch.samplers.icpns import ICPNS, community_tables
+
+    train, communities = skewed_train()
+    tables, _ = community_tables(train, communities, alpha=0.8)
+    with pytest.raises(ConfigError, match=r"sampler 'icpns': tables: 3 tables given, the parameters need 4 "
+                                          r"\(3 communities \+ the global one\)"):
+        ICPNS(train, {"communities": communities, "global_mix": 0.5}, tables=tables)
+    small = Interactions.from_pairs(train.pairs()[0], np.minimum(train.pairs()[1], 99), 300, 100)
+    with pytest.raises(ConfigError, match="tables: item id 399 is out of range for 100 items"):
+        ICPNS(small, {"communities": communities}, tables=tables)

@@ -117,6 +117,6 @@ def test_every_search_file_loads_and_its_trials_resolve(tmp_path):
     for i, name in enumerate(group_options("search")):
         study = start_study([f"search={name}", "trainer.epochs=2"], tmp_path / str(i), None)
         assert study.search.samplers
-        for sampler, space in study.search.samplers.items():
+        for space in study.search.samplers.values():
             for dim in {**study.search.shared, **space}.values():
                 dim.to_tune()  # every dimension converts to a Tune domain

@@ -9,8 +9,8 @@
   ``Generator.choice(n, batch, p=p)`` and ``torch.multinomial(p, batch, replacement=True)`` (both rebuild
   the CDF each call);
 - the build time of the PNS and ICPNS tables;
-- at the target size (1e5 items), the cost per ``batch`` rows of PNS and ICPNS called with larger batches
-  (65536 and 2^20 rows a call), against ``choice(p)`` per ``batch``;
+- at the target size (1e5 items), the cost per ``batch`` rows of PNS and ICPNS called with ``batch``,
+  65536 and 2^20 rows a call, against ``choice(p)`` per ``batch``;
 
 then the per-epoch sampling cost of GDNS and SRNS against RNS on an ML-1M-like setting (6k users x 3.5k
 items, ~90 positives a user, a GMF-like random scorer of dimension 32).
@@ -45,7 +45,8 @@ DIM = 32
 TARGET_ITEMS = 10**5  # the catalogue size of the speed target
 TARGET_SPEEDUP = 10.0  # at least this many times faster than choice(p) per batch
 TARGET_GROWTH = 2.0  # at most this growth of a batch's cost from 1e4 to 1e6 items
-LARGE_CALLS = (65_536, 1 << 20)  # rows a call in the larger-batch comparison
+LARGE_CALLS = (4096, 65_536, 1 << 20)  # rows a call in the larger-batch comparison
+MAX_LARGE_REPS = 300  # repetitions a row count at most (small calls: enough for stable medians)
 POOL = 16  # distinct pre-gathered batches cycled through by the repetitions
 
 
@@ -176,7 +177,7 @@ def bench_large_calls(n_items: int, calls: tuple[int, ...], batch: int, seed: in
     """PNS and ICPNS called with ``calls`` rows at a time, against choice(p) per ``batch``, interleaved.
 
     Figures are costs per ``batch`` rows (call time x batch / rows). Repetitions: about ``budget_rows`` rows
-    a sampler, at least 5; each repetition times ``choice(p)`` three times.
+    a sampler, at least 5, at most ``MAX_LARGE_REPS``; each repetition times ``choice(p)`` three times.
     """
     train, p, communities, rng = _setting(n_items, seed)
     samplers = {"pns": make_sampler("pns", train, beta=1.0),
@@ -195,7 +196,7 @@ def bench_large_calls(n_items: int, calls: tuple[int, ...], batch: int, seed: in
                 s.sample(users, items, 1, rng=g)
 
             fns[name] = one
-        times = interleaved(fns, max(5, budget_rows // rows))
+        times = interleaved(fns, min(MAX_LARGE_REPS, max(5, budget_rows // rows)))
         choice_times = np.concatenate([times.pop(f"choice{i}") for i in range(3)])
         entry: dict[str, Any] = {"n_items": n_items, "rows_per_call": rows, "batch": batch,
                                  "choice_us_per_batch": float(np.median(choice_times) * 1e6)}
@@ -304,8 +305,8 @@ def run(report: Callable[[str], Any] = print, sizes: tuple[int, ...] = (10**3, 1
                    f"choice(p) called per {batch}, interleaved:")
             for e in large:
                 report(f"  rows a call {e['rows_per_call']:>8}: choice(p) {e['choice_us_per_batch']:7.0f} us | "
-                       f"pns {e['pns_us_per_batch']:6.0f} us ({e['pns_speedup_vs_choice']:.1f}x) | "
-                       f"icpns {e['icpns_us_per_batch']:6.0f} us ({e['icpns_speedup_vs_choice']:.1f}x)")
+                       + " | ".join(f"{k} {e[f'{k}_us_per_batch']:6.0f} us ({e[f'{k}_speedup_vs_choice']:.1f}x)"
+                                    for k in ("pns", "icpns")))
             rows.append({"large_calls": large})
         report("")
         if not quick:

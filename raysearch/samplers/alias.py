@@ -23,6 +23,7 @@ concatenated with offsets: memory is the total support size, not tables x outcom
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -131,7 +132,9 @@ class RaggedAliasTable:
     int64 (a global entry index inside the same table). Draws read only ``cells``, float64 (total, 2), one
     16-byte cell an entry: ``local index + prob`` (the coin threshold), then two int32 outcomes (the
     entry's own and its alias's), because one random memory access a draw is what a draw costs.
-    Outcomes must fit in int32. An empty table (size 0) cannot be drawn from. Built by ``from_segments``.
+    Outcomes must fit in int32. An empty table (size 0) cannot be drawn from. Built by ``from_segments``;
+    ``to_arrays`` / ``from_arrays`` turn it into plain numpy arrays and back (e.g. through Ray's object
+    store, whose arrays come back read-only and zero-copy: nothing here ever writes into its arrays).
     """
 
     offsets: np.ndarray
@@ -191,6 +194,50 @@ class RaggedAliasTable:
         _readonly(offsets, outcomes, p, prob, alias, cells)
         return cls(offsets, outcomes, p, prob, alias, cells)
 
+    ARRAYS = ("offsets", "outcomes", "p", "prob", "alias", "cells")
+    _DTYPES = {"offsets": np.int64, "outcomes": np.int64, "p": np.float64, "prob": np.float64,
+               "alias": np.int64, "cells": np.float64}
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The table as a dict of its (read-only) arrays, keys ``ARRAYS``: no copy."""
+        return {name: getattr(self, name) for name in self.ARRAYS}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> RaggedAliasTable:
+        """The table ``to_arrays`` gave, without rebuilding it: O(T) checks of names, dtypes and shapes.
+
+        Arrays already read-only, C-contiguous and aligned (as ``ray.get`` returns them) are used as they
+        are (zero-copy); others are copied (a writable array, so that the table never shares memory a
+        caller may change). ``SamplingError`` names a missing or extra key, a wrong dtype or shape.
+        """
+        missing = [k for k in cls.ARRAYS if k not in arrays]
+        extra = sorted(set(arrays) - set(cls.ARRAYS))
+        if missing or extra:
+            raise SamplingError(f"ragged alias table arrays: missing {missing}, unexpected {extra} (expected "
+                                f"{', '.join(cls.ARRAYS)})")
+        got: dict[str, np.ndarray] = {}
+        for name in cls.ARRAYS:
+            a = np.asarray(arrays[name])
+            if a.dtype != cls._DTYPES[name]:
+                raise SamplingError(f"ragged alias table arrays: {name} has dtype {a.dtype}, expected "
+                                    f"{np.dtype(cls._DTYPES[name])}")
+            if a.flags.writeable or not (a.flags.c_contiguous and a.flags.aligned):
+                a = np.array(a, order="C", copy=True)
+                a.flags.writeable = False
+            got[name] = a
+        offsets = got["offsets"]
+        total = int(offsets[-1]) if offsets.ndim == 1 and offsets.size else -1
+        if offsets.ndim != 1 or offsets.size < 1 or offsets[0] != 0 or np.any(np.diff(offsets) < 0):
+            raise SamplingError("ragged alias table arrays: offsets must start at 0 and be non-decreasing")
+        for name in ("outcomes", "p", "prob", "alias"):
+            if got[name].shape != (total,):
+                raise SamplingError(f"ragged alias table arrays: {name} has shape {got[name].shape}, expected "
+                                    f"({total},) (offsets end at {total})")
+        if got["cells"].shape != (total, 2):
+            raise SamplingError(f"ragged alias table arrays: cells has shape {got['cells'].shape}, expected "
+                                f"({total}, 2)")
+        return cls(**got)
+
     @property
     def n_tables(self) -> int:
         return int(self.offsets.size - 1)
@@ -211,14 +258,15 @@ class RaggedAliasTable:
         return self.outcomes[lo:hi], self.p[lo:hi]
 
     def pick(self, x: np.ndarray, lo: np.ndarray | int = 0) -> np.ndarray:
-        """int32 (R,): the outcome of each row, given ``x`` = u * size (float64 (R,), u uniform in [0, 1)).
+        """int32, the shape of ``x``: one outcome per uniform u, given ``x`` = u * size (float64, u in [0, 1)).
 
-        ``size`` and ``lo`` (int or int64 (R,)) are the size and first entry of the row's table, which
-        must not be empty. One uniform makes both choices: the column is k = floor(x) and the coin is
-        frac(x), compared with ``prob`` through the stored threshold k + prob (x < k + prob <=> frac(x) <
-        prob). Both are exact up to the rounding of u * size and of k + prob, i.e. up to size * 2^-52 on
-        each column's coin: the same order as floor(u * size)'s own deviation from uniform (size * 2^-53),
-        far below any sampling noise (1e-10 relative at a million outcomes).
+        ``size`` and ``lo`` (an int, or int64 broadcastable to ``x``) are the size and first entry of the
+        row's table, which must not be empty; ``x`` is left unchanged. One uniform makes both choices: the
+        column is k = floor(x) and the coin is frac(x), compared with ``prob`` through the stored threshold
+        k + prob (x < k + prob <=> frac(x) < prob). Both are exact up to the rounding of u * size and of
+        k + prob, i.e. up to size * 2^-52 on each column's coin: the same order as floor(u * size)'s own
+        deviation from uniform (size * 2^-53), far below any sampling noise (1e-10 relative at a million
+        outcomes). Zero-weight entries have prob 0 and are never returned.
         """
         k = x.astype(np.intp)  # floor: x >= 0, and x < size since u <= 1 - 2^-53 rounds u * size below size
         if not (isinstance(lo, int) and lo == 0):

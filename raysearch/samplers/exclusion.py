@@ -43,28 +43,21 @@ RowsTrial = Callable[[np.ndarray | None, np.random.Generator], np.ndarray]
 RowsTest = Callable[[np.ndarray | None, np.ndarray], np.ndarray]
 
 
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """uint64 hash of int64 ``x`` (the splitmix64 finaliser: every input bit moves every output bit)."""
-    x = x.astype(np.uint64)
-    x ^= x >> np.uint64(30)
-    x *= np.uint64(0xBF58476D1CE4E5B9)
-    x ^= x >> np.uint64(27)
-    x *= np.uint64(0x94D049BB133111EB)
-    x ^= x >> np.uint64(31)
-    return x
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing multiplier (odd, 2^64 / golden ratio)
 
 
 class PairSet:
     """Exact membership of (user, item) pairs, one random memory access a query for almost every query.
 
-    Each user u gets a window start ``offset[u]``, a hash of u in [0, 2^b); pair (u, i) maps to slot
-    ``offset[u] + i`` of ``owner``, int32 (2^b + n_items,), which holds u when (u, i) is the only pair
+    Each user u gets a window start ``offset(u)``, a hash of u in [0, 2^b) (Fibonacci hashing: the top b
+    bits of u * 0x9E37...15 mod 2^64, computed, not stored, so a query reads no per-user table); pair
+    (u, i) maps to slot ``offset(u) + i`` of ``owner``, int32 (2^b + n_items,), which holds u when (u, i) is the only pair
     mapping there and -1 when none does. A query (u, i) reads its slot: u means present (the slot and u
     fix i), -1 or another user means absent. A slot several pairs map to holds -2 - j instead, and row j
     of ``shared_users`` (int32 (S, W), -1 padded) lists their users: the query is present iff u is
     listed. With 2^b >= ``SLOTS_PER_PAIR`` x pairs, a few percent of queries land on shared slots.
-    Memory: 16-32 bytes a pair, plus 4 bytes an item and 8 a user. Built from distinct pairs; user ids must
-    fit in int32; queried ids must lie in [0, n_users) x [0, n_items).
+    Memory: 16-32 bytes a pair, plus 4 bytes an item. Built from distinct pairs; user ids must fit in
+    int32; queried ids must lie in [0, n_users) x [0, n_items) (int64 users).
     """
 
     SLOTS_PER_PAIR = 4
@@ -76,8 +69,8 @@ class PairSet:
             raise SamplingError(f"PairSet: {n_users} users do not fit in int32 ids")
         self.n_users, self.n_items = int(n_users), int(n_items)
         bits = max(4, int(np.ceil(np.log2(max(self.SLOTS_PER_PAIR * users.size, 2)))))
-        self.offset = (_mix64(np.arange(self.n_users, dtype=np.int64)) >> np.uint64(64 - bits)).view(np.int64)
-        slot = self.offset[users] + items
+        self.shift = np.uint64(64 - bits)  # slot = (u * _GOLDEN mod 2^64) >> shift
+        slot = self.slots(users) + items
         size = (1 << bits) + self.n_items
         count = np.bincount(slot, minlength=size)
         self.owner = np.full(size, _EMPTY, dtype=np.int32)
@@ -92,7 +85,7 @@ class PairSet:
         width = int(column.max()) + 1 if column.size else 1
         self.shared_users = np.full((shared_slots.size, width), _EMPTY, dtype=np.int32)
         self.shared_users[np.searchsorted(shared_slots, s_slot), column] = s_user
-        for a in (self.offset, self.owner, self.shared_users):
+        for a in (self.owner, self.shared_users):
             a.flags.writeable = False
 
     @classmethod
@@ -102,11 +95,11 @@ class PairSet:
 
     @property
     def nbytes(self) -> int:
-        return int(self.offset.nbytes + self.owner.nbytes + self.shared_users.nbytes)
+        return int(self.owner.nbytes + self.shared_users.nbytes)
 
     def slots(self, users: np.ndarray) -> np.ndarray:
-        """int64, the shape of ``users``: each user's window start (computed once a batch, reused by every round)."""
-        return self.offset.take(users)
+        """int64, the shape of int64 ``users``: each user's window start (once a batch, reused by every round)."""
+        return ((users.view(np.uint64) * _GOLDEN) >> self.shift).view(np.int64)
 
     def hits(self, slots: np.ndarray, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """bool, the broadcast shape: is (user, item) a pair? ``slots`` = ``self.slots(users)``.
@@ -128,7 +121,7 @@ class PairSet:
         users, items = np.broadcast_arrays(np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64))
         shape = users.shape
         users, items = users.ravel(), items.ravel()
-        return self.hits(self.offset.take(users), users, items).reshape(shape)
+        return self.hits(self.slots(users), users, items).reshape(shape)
 
 
 def first_accepted(
@@ -296,6 +289,7 @@ class Complement:
         return self._uniform_rejection(users, rng)
 
     def _uniform_rejection(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The rejection rounds (``first_accepted``), then rank arithmetic for the rows left."""
         n = self.n_items
         slots = self.pairs.slots(users)
 
@@ -451,13 +445,13 @@ class ExcludingTables:
     def _trial_params(self, tables: RaggedAliasTable) -> None:
         """Per-user first entry and size of each component's table, and the component cut points.
 
-        One table for everyone (PNS): two scalars. One table a user (ICPNS): int64 and float64 (n_users,).
-        A mixture: flat (n_users * C,) arrays indexed by ``user * C + m``, and per-user cumulative
-        component weights renormalised over the user's non-empty tables (an empty table holds no mass:
-        it drops out of the mixture, as in the exact path where its acceptance is 0).
+        One table for everyone (PNS): two scalars. Else ``_table_rows`` int64 (n_users * C, 2), (size,
+        first entry) side by side (one memory access a row), indexed by ``user * C + m``, and for a mixture
+        per-user cumulative component weights renormalised over the user's non-empty tables (an empty
+        table holds no mass: it drops out of the mixture, as in the exact path where its acceptance is 0).
         """
         lo = tables.offsets[self.table_of]  # (n_users, C)
-        size = (tables.offsets[self.table_of + 1] - lo).astype(np.float64)
+        size = tables.offsets[self.table_of + 1] - lo
         n_comp = self.weights.size
         one_table = n_comp == 1 and self.table_of.size > 0 and bool(np.all(self.table_of == self.table_of[0, 0]))
         self._scalar = (int(lo[0, 0]), float(size[0, 0])) if one_table else None
@@ -465,9 +459,8 @@ class ExcludingTables:
         total = w.sum(axis=1)
         cum = np.cumsum(w, axis=1) / np.where(total > 0, total, 1.0)[:, None]
         self._cuts = [np.ascontiguousarray(cum[:, m]) for m in range(n_comp - 1)]
-        self._lo = np.ascontiguousarray(lo).ravel()
-        self._size = np.ascontiguousarray(size).ravel()
-        for a in (self._lo, self._size, *self._cuts):
+        self._table_rows = np.stack([size.ravel(), lo.ravel()], axis=1)
+        for a in (self._table_rows, *self._cuts):
             a.flags.writeable = False
 
     def _lookup(self, tables: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -496,7 +489,7 @@ class ExcludingTables:
                     if rows.size:
                         out[rows] = path(users[rows], rng)
                 return out
-        return self._draw_rejection(users, rng).astype(np.int64)
+        return self._draw_rejection(users, rng).astype(np.int64, copy=False)
 
     def _trial(self, users: np.ndarray, rng: np.random.Generator, width: int = 0) -> np.ndarray:
         """int32 rejection trials (pick a component, draw from its table), one random call.
@@ -519,8 +512,9 @@ class ExcludingTables:
             index = users * len(self.weights)
             for cut in self._cuts:  # a loop over components
                 index = index + (coin >= cut.take(users))
-        x *= self._size.take(index)
-        return self.tables.pick(x, self._lo.take(index))
+        row = self._table_rows.take(index, axis=0)
+        x *= row[..., 0]  # the table's size (int64, exact in float64)
+        return self.tables.pick(x, row[..., 1])
 
     def _draw_rejection(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """int32 (R,): batched rejection of the user's positives, exact path for the rows left.

@@ -14,6 +14,11 @@ Users whose acceptance mass 1 - sum_{i in P_u} p_c(i) is below ``EXACT_BELOW`` (
 up front and take the exact path; this is the same conditional distribution as the official per-user
 tables.
 
+Distributed builds: ``community_tables`` is the build as a pure function of the training split and the
+parameters, so that one process (e.g. a Ray actor) builds the tables, publishes ``tables.to_arrays()``
+read-only through the object store, and every worker makes ``ICPNS(train, params, tables=
+RaggedAliasTable.from_arrays(arrays))`` without rebuilding them (and without writing into them).
+
 Extensions, off by default:
 - ``smoothing`` s > 0: w_c(i) = (count_c(i) + s)^alpha for every item, so every item becomes drawable
   (each community table then spans the whole catalogue: memory K x n_items).
@@ -31,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from raysearch.config import require
+from raysearch.data.interactions import Interactions
 from raysearch.errors import ConfigError
 from raysearch.samplers.alias import RaggedAliasTable
 from raysearch.samplers.base import Sampler, ScoreFn, register
@@ -47,6 +53,50 @@ def _community_array(value: Any) -> np.ndarray:
     out = arr.astype(np.int64, copy=True)
     out.flags.writeable = False
     return out
+
+
+Components = list[tuple[np.ndarray | int, float]]
+
+
+def mixture_components(communities: np.ndarray, global_mix: float) -> Components:
+    """``ExcludingTables`` components: (community per user, 1 - global_mix), plus (K, global_mix) if mixed."""
+    components: Components = [(communities, 1.0 - global_mix)]
+    if global_mix > 0:
+        components.append((int(communities.max()) + 1, global_mix))
+    return components
+
+
+def community_tables(
+    train: Interactions, communities: np.ndarray, alpha: float, smoothing: float = 0.0, global_mix: float = 0.0
+) -> tuple[RaggedAliasTable, Components]:
+    """(tables, components) of ICPNS: one alias table per community over its support, plus the global one.
+
+    ``communities``: int64 (n_users,), ids 0..K-1 (validated as by ``ICPNS.Params``). Tables 0..K-1 hold
+    w_c(i) = count_c(i)^alpha over each community's support (the whole catalogue when ``smoothing`` > 0),
+    table K the global (count(i) + smoothing)^alpha when ``global_mix`` > 0. O(nnz log nnz), no loop over
+    users or items. Pure: the same inputs give the same tables.
+    """
+    communities = _community_array(communities)
+    n, k = train.n_items, int(communities.max()) + 1
+    users, items = train.pairs()
+    if smoothing == 0:
+        keys, counts = np.unique(communities[users] * np.int64(n) + items, return_counts=True)
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(keys // n, minlength=k))])
+        support = keys % n
+        weights = counts.astype(np.float64) ** alpha
+    else:
+        dense = np.bincount(communities[users] * np.int64(n) + items, minlength=k * n)
+        offsets = np.arange(k + 1, dtype=np.int64) * n
+        support = np.tile(np.arange(n, dtype=np.int64), k)
+        weights = (dense + smoothing) ** alpha
+    if global_mix > 0:
+        global_counts = train.item_counts().astype(np.float64)
+        g_support = np.arange(n) if smoothing > 0 else np.flatnonzero(global_counts > 0)
+        offsets = np.concatenate([offsets, [offsets[-1] + g_support.size]])
+        support = np.concatenate([support, g_support])
+        weights = np.concatenate([weights, (global_counts[g_support] + smoothing) ** alpha])
+    tables = RaggedAliasTable.from_segments(offsets, weights, support)
+    return tables, mixture_components(communities, global_mix)
 
 
 @register
@@ -82,7 +132,10 @@ class ICPNS(Sampler):
             return super().validate_params(params)
         return super().validate_params({**params, "communities": [0]})
 
-    def __init__(self, train: Any, params: Any = None, **kwargs: Any):
+    def __init__(self, train: Any, params: Any = None, *, tables: RaggedAliasTable | None = None,
+                 **kwargs: Any):
+        """``tables``: prebuilt tables (``community_tables`` of the same split and parameters, e.g. rebuilt
+        with ``RaggedAliasTable.from_arrays`` from the object store), used as they are instead of a build."""
         super().__init__(train, params, **kwargs)
         communities = self.params.communities
         if communities.size != self.n_users:
@@ -92,28 +145,21 @@ class ICPNS(Sampler):
             )
         self.communities = communities
         self.n_communities = int(communities.max()) + 1
-        alpha, smoothing, mix = self.params.alpha, self.params.smoothing, self.params.global_mix
-        n, k = self.n_items, self.n_communities
-        users, items = self.train.pairs()
-        if smoothing == 0:
-            keys, counts = np.unique(communities[users] * np.int64(n) + items, return_counts=True)
-            offsets = np.concatenate([[0], np.cumsum(np.bincount(keys // n, minlength=k))])
-            support = keys % n
-            weights = counts.astype(np.float64) ** alpha
+        p = self.params
+        if tables is None:
+            tables, components = community_tables(self.train, communities, p.alpha, p.smoothing, p.global_mix)
         else:
-            dense = np.bincount(communities[users] * np.int64(n) + items, minlength=k * n)
-            offsets = np.arange(k + 1, dtype=np.int64) * n
-            support = np.tile(np.arange(n, dtype=np.int64), k)
-            weights = (dense + smoothing) ** alpha
-        components: list[tuple[np.ndarray | int, float]] = [(communities, 1.0 - mix)]
-        if mix > 0:
-            global_counts = self.train.item_counts().astype(np.float64)
-            g_support = np.arange(n) if smoothing > 0 else np.flatnonzero(global_counts > 0)
-            offsets = np.concatenate([offsets, [offsets[-1] + g_support.size]])
-            support = np.concatenate([support, g_support])
-            weights = np.concatenate([weights, (global_counts[g_support] + smoothing) ** alpha])
-            components.append((k, mix))
-        self.tables = RaggedAliasTable.from_segments(offsets, weights, support)
+            expected = self.n_communities + (p.global_mix > 0)
+            if tables.n_tables != expected:
+                raise ConfigError(
+                    f"sampler 'icpns': tables: {tables.n_tables} tables given, the parameters need {expected} "
+                    f"({self.n_communities} communities{' + the global one' if p.global_mix > 0 else ''})"
+                )
+            if tables.outcomes.size and int(tables.outcomes.max()) >= self.n_items:
+                raise ConfigError(f"sampler 'icpns': tables: item id {int(tables.outcomes.max())} is out of "
+                                  f"range for {self.n_items} items")
+            components = mixture_components(communities, p.global_mix)
+        self.tables = tables
         self.excluding = ExcludingTables(self.complement, self.tables, components)
 
     # ----------------------------------------------------------------- dashboards
