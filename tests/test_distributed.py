@@ -92,3 +92,24 @@ def test_killed_worker_group_resumes_to_the_same_result(ray_session, tmp_path):
     assert resumed["test"] == uninterrupted["test"]
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [0, 1, 2, 3]
+
+
+@pytest.mark.ray
+def test_icpns_on_two_workers_draws_from_the_table_actors(ray_session, tmp_path):
+    overrides = [*BASE, "sampler=icpns", "sampler.n_communities=3", "sampler.pretrain_epochs=1",
+                 "sampler.finetune_epochs=2", "trainer.workers=2"]
+    hosted = train(overrides, out=tmp_path / "hosted")
+    own = train([*overrides, "sampler.table_actors=0"], out=tmp_path / "own")
+    # The actors' tables are the tables each worker would build: the same draws, the same model.
+    assert hosted["valid"] == own["valid"] and hosted["test"] == own["test"]
+    stats = hosted["table_actors"]
+    assert stats["version"] == 0 and stats["draws"] == "local" and "table_actors" not in own
+    assert [g["communities"] for g in stats["groups"]] == [[0, 3]]
+    assert stats["groups"][0]["community_users"] == hosted["communities"]["sizes"]
+    remote = train([*overrides, "sampler.table_actors=2", "sampler.table_draws=remote"], out=tmp_path / "remote")
+    groups = remote["table_actors"]["groups"]
+    assert [g["communities"] for g in groups] == [[0, 2], [2, 3]]
+    served = sum(g["draws_served"] for g in groups)
+    rank0 = remote["stages"]["finetune"]["draws"]  # rank 0's own draws; the other rank has as many rows +- 1%
+    assert served > 0 and abs(served / rank0 - 2) < 0.05
+    assert abs(remote["valid"]["ndcg@10"] - own["valid"]["ndcg@10"]) < 0.05  # same distribution, other stream

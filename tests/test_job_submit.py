@@ -44,13 +44,19 @@ def test_ray_job_submit_runs_a_distributed_training(tmp_path):
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus=2", f"--port={gcs_port}",
          f"--temp-dir={temp_dir}",
+         # Free ports for the node's agents: the defaults (e.g. 52365) may be held by another Ray on this
+         # machine (the test session's own cluster), and a job server whose agent cannot bind never
+         # accepts a job ("No available agent").
+         f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+         f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
+         f"--ray-client-server-port={free_port()}",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}", "--disable-usage-stats"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{dash_port}"
     out = tmp_path / "run"
     try:
         _wait_for_dashboard(url, head)
-        for _ in range(20):  # the job agent comes up a few seconds after the dashboard
+        for _ in range(60):  # the job agent comes up a few seconds after the dashboard (more on a busy machine)
             job = subprocess.run(
                 [str(BIN / "ray"), "job", "submit", "--address", url, "--working-dir", str(ROOT), "--",
                  "raysearch", "train", "trainer.epochs=2", "trainer.workers=2", "trainer.progress=false",

@@ -402,12 +402,20 @@ def chromium() -> str:
     return CHROMIUM
 
 
-def open_page(chromium: str, html: Path, profile: Path):
-    """(playwright, context, page, events) with ``html`` loaded and every figure drawn; every request that
-    is not the file itself is recorded and aborted (the page must work offline)."""
+@pytest.fixture(scope="module")
+def playwright(chromium):
+    """One Playwright driver for the module: its sync API runs an event loop in this thread, so a second
+    driver started while the first is alive fails."""
     from playwright.sync_api import sync_playwright
 
     pw = sync_playwright().start()
+    yield pw
+    pw.stop()
+
+
+def open_page(pw, chromium: str, html: Path, profile: Path):
+    """(context, page, events) with ``html`` loaded and every figure drawn; every request that is not the
+    file itself is recorded and aborted (the page must work offline)."""
     context = pw.chromium.launch_persistent_context(str(profile), executable_path=chromium, headless=True,
                                                     args=CHROMIUM_FLAGS, viewport={"width": 1400, "height": 900})
     page = context.new_page()
@@ -424,15 +432,14 @@ def open_page(chromium: str, html: Path, profile: Path):
     page.wait_for_function("() => [...document.querySelectorAll('.rs-figure .plotly-graph-div')]"
                            ".every(d => d._fullLayout && d.querySelector('.main-svg'))", timeout=120_000)
     page.add_style_tag(content="nav { display: none !important; }")  # keep the sticky bar out of screenshots
-    return pw, context, page, events
+    return context, page, events
 
 
 @pytest.fixture(scope="module")
-def page(chromium, report_html, tmp_path_factory):
-    pw, context, page, events = open_page(chromium, report_html, tmp_path_factory.mktemp("chromium-profile"))
+def page(playwright, chromium, report_html, tmp_path_factory):
+    context, page, events = open_page(playwright, chromium, report_html, tmp_path_factory.mktemp("chromium-profile"))
     yield page, events
     context.close()
-    pw.stop()
 
 
 def check_figures(page) -> set[str]:
@@ -496,7 +503,7 @@ def test_table_numbers_equal_mlflow(page, store):
 # --------------------------------------------------------------------------- a real study
 @pytest.mark.slow
 @pytest.mark.ray
-def test_report_of_a_real_study(ray_session, chromium, tmp_path):
+def test_report_of_a_real_study(ray_session, playwright, chromium, tmp_path):
     from raysearch.tune import run_study, start_study
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -510,7 +517,7 @@ def test_report_of_a_real_study(ray_session, chromium, tmp_path):
     # twice) matches their metrics lines epoch for epoch, so the stage is known.
     assert {c.stage for c in curves(block)} == {"finetune"} and len(block.runs) == 2
     html = build_report(study.experiment, out=tmp_path / "report.html", tracking_uri=uri)
-    pw, context, page, events = open_page(chromium, html, tmp_path / "profile")
+    context, page, events = open_page(playwright, chromium, html, tmp_path / "profile")
     try:
         assert events["errors"] == [] and [m for m in events["console"] if m[0] == "error"] == []
         assert events["blocked"] == []
@@ -521,4 +528,3 @@ def test_report_of_a_real_study(ray_session, chromium, tmp_path):
         check_table(page, _expected_table(uri, study.experiment))
     finally:
         context.close()
-        pw.stop()

@@ -27,6 +27,7 @@ class DistributedContext:
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
         self.report_to_ray = report_to_ray
+        self.on_ray = report_to_ray  # False: a plain torch.distributed group (tests), no Ray workers
 
     @property
     def is_main(self) -> bool:

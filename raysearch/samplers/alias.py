@@ -23,7 +23,7 @@ concatenated with offsets: memory is the total support size, not tables x outcom
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -237,6 +237,22 @@ class RaggedAliasTable:
             raise SamplingError(f"ragged alias table arrays: cells has shape {got['cells'].shape}, expected "
                                 f"({total}, 2)")
         return cls(**got)
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[RaggedAliasTable]) -> RaggedAliasTable:
+        """One table set holding ``parts``' tables in order (table t of part j becomes table
+        sum(n_tables of parts before j) + t). A table is built independently of the others, so the result
+        equals ``from_segments`` of the concatenated segments array for array. O(total) copies."""
+        if not parts:
+            raise SamplingError("ragged alias table: nothing to concatenate")
+        starts = np.cumsum([0] + [int(part.offsets[-1]) for part in parts[:-1]])
+        offsets = np.concatenate([parts[0].offsets[:1]] + [part.offsets[1:] + s for part, s in zip(parts, starts, strict=True)])
+        arrays = {"offsets": offsets,
+                  "alias": np.concatenate([part.alias + s for part, s in zip(parts, starts, strict=True)])}
+        for name in ("outcomes", "p", "prob", "cells"):
+            arrays[name] = np.concatenate([getattr(part, name) for part in parts])
+        _readonly(*arrays.values())
+        return cls(**arrays)
 
     @property
     def n_tables(self) -> int:

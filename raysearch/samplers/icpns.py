@@ -58,44 +58,58 @@ def _community_array(value: Any) -> np.ndarray:
 Components = list[tuple[np.ndarray | int, float]]
 
 
-def mixture_components(communities: np.ndarray, global_mix: float) -> Components:
-    """``ExcludingTables`` components: (community per user, 1 - global_mix), plus (K, global_mix) if mixed."""
+def mixture_components(communities: np.ndarray, global_mix: float, n_communities: int | None = None) -> Components:
+    """``ExcludingTables`` components: (community per user, 1 - global_mix), plus (K, global_mix) if mixed.
+
+    K (the global table's index) is ``n_communities``, by default ``communities.max() + 1``."""
     components: Components = [(communities, 1.0 - global_mix)]
     if global_mix > 0:
-        components.append((int(communities.max()) + 1, global_mix))
+        k = int(communities.max()) + 1 if n_communities is None else int(n_communities)
+        components.append((k, global_mix))
     return components
+
+
+def in_community_tables(
+    train: Interactions, communities: np.ndarray, alpha: float, smoothing: float = 0.0,
+    n_communities: int | None = None,
+) -> RaggedAliasTable:
+    """K alias tables, table c holding w_c(i) = count_c(i)^alpha over community c's support (the whole
+    catalogue with weights (count_c(i) + smoothing)^alpha when ``smoothing`` > 0).
+
+    ``communities``: int64 (n_users,) ids in [0, K), K = ``n_communities`` (default ``communities.max() + 1``;
+    a community without interactions gets an empty table). O(nnz log nnz), no loop over users or items.
+    """
+    n = train.n_items
+    k = int(communities.max()) + 1 if n_communities is None else int(n_communities)
+    users, items = train.pairs()
+    if smoothing == 0:
+        keys, counts = np.unique(communities[users] * np.int64(n) + items, return_counts=True)
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(keys // n, minlength=k))])
+        return RaggedAliasTable.from_segments(offsets, counts.astype(np.float64) ** alpha, keys % n)
+    dense = np.bincount(communities[users] * np.int64(n) + items, minlength=k * n)
+    offsets = np.arange(k + 1, dtype=np.int64) * n
+    return RaggedAliasTable.from_segments(offsets, (dense + smoothing) ** alpha, np.tile(np.arange(n, dtype=np.int64), k))
+
+
+def global_table(train: Interactions, alpha: float, smoothing: float = 0.0) -> RaggedAliasTable:
+    """One alias table of (count(i) + smoothing)^alpha over the items with a positive weight."""
+    counts = train.item_counts().astype(np.float64)
+    support = np.arange(train.n_items) if smoothing > 0 else np.flatnonzero(counts > 0)
+    return RaggedAliasTable.from_segments(np.array([0, support.size]), (counts[support] + smoothing) ** alpha, support)
 
 
 def community_tables(
     train: Interactions, communities: np.ndarray, alpha: float, smoothing: float = 0.0, global_mix: float = 0.0
 ) -> tuple[RaggedAliasTable, Components]:
-    """(tables, components) of ICPNS: one alias table per community over its support, plus the global one.
-
-    ``communities``: int64 (n_users,), ids 0..K-1 (validated as by ``ICPNS.Params``). Tables 0..K-1 hold
-    w_c(i) = count_c(i)^alpha over each community's support (the whole catalogue when ``smoothing`` > 0),
-    table K the global (count(i) + smoothing)^alpha when ``global_mix`` > 0. O(nnz log nnz), no loop over
-    users or items. Pure: the same inputs give the same tables.
+    """(tables, components) of ICPNS: tables 0..K-1 from ``in_community_tables``, plus table K, the
+    ``global_table``, when ``global_mix`` > 0. ``communities``: int64 (n_users,), ids 0..K-1 (validated as by
+    ``ICPNS.Params``). Pure: the same inputs give the same tables (each table is built on its own, so a
+    build split over groups of communities and concatenated gives the same arrays).
     """
     communities = _community_array(communities)
-    n, k = train.n_items, int(communities.max()) + 1
-    users, items = train.pairs()
-    if smoothing == 0:
-        keys, counts = np.unique(communities[users] * np.int64(n) + items, return_counts=True)
-        offsets = np.concatenate([[0], np.cumsum(np.bincount(keys // n, minlength=k))])
-        support = keys % n
-        weights = counts.astype(np.float64) ** alpha
-    else:
-        dense = np.bincount(communities[users] * np.int64(n) + items, minlength=k * n)
-        offsets = np.arange(k + 1, dtype=np.int64) * n
-        support = np.tile(np.arange(n, dtype=np.int64), k)
-        weights = (dense + smoothing) ** alpha
+    tables = in_community_tables(train, communities, alpha, smoothing)
     if global_mix > 0:
-        global_counts = train.item_counts().astype(np.float64)
-        g_support = np.arange(n) if smoothing > 0 else np.flatnonzero(global_counts > 0)
-        offsets = np.concatenate([offsets, [offsets[-1] + g_support.size]])
-        support = np.concatenate([support, g_support])
-        weights = np.concatenate([weights, (global_counts[g_support] + smoothing) ** alpha])
-    tables = RaggedAliasTable.from_segments(offsets, weights, support)
+        tables = RaggedAliasTable.concatenate([tables, global_table(train, alpha, smoothing)])
     return tables, mixture_components(communities, global_mix)
 
 

@@ -20,6 +20,7 @@ from raysearch.train.batches import n_steps_for
 class TrainingContext(Protocol):
     rank: int
     world_size: int
+    on_ray: bool  # the processes are Ray workers (Ray's API, e.g. actors and the object store, is at hand)
 
     @property
     def is_main(self) -> bool: ...
@@ -54,6 +55,7 @@ class LocalContext:
 
     rank = 0
     world_size = 1
+    on_ray = False
 
     @property
     def is_main(self) -> bool:

@@ -94,9 +94,16 @@ class IcpnsPipelineParams:
     finetune_patience: int | None = None  # None: trainer.patience
     cluster_seed: int | None = None  # None: trainer.seed
     pretrained_from: str | None = None  # a finished one-process RNS run directory to fine-tune from
+    # On Ray Train workers: actors hosting the community tables (one a group of communities); 0 = every
+    # worker builds its own tables. Ignored by one-process runs.
+    table_actors: int = 1
+    table_draws: str = "local"  # "local": workers draw from the shared tables; "remote": the actors draw
 
     def __post_init__(self) -> None:
         require(self.n_communities >= 1, "sampler.n_communities", "must be >= 1")
+        require(self.table_actors >= 0, "sampler.table_actors", f"must be >= 0, got {self.table_actors}")
+        require(self.table_draws in ("local", "remote"), "sampler.table_draws",
+                f"must be local or remote, got {self.table_draws!r}")
         require(self.pretrain_epochs is None or self.pretrain_epochs >= 0, "sampler.pretrain_epochs", "must be >= 0")
         require(self.finetune_epochs is None or self.finetune_epochs >= 0, "sampler.finetune_epochs", "must be >= 0")
         require(self.finetune_lr is None or self.finetune_lr > 0, "sampler.finetune_lr", "must be > 0")
@@ -132,13 +139,25 @@ def run_icpns(trainer: Trainer, cfg: RunConfig, dataset: Dataset, params: IcpnsP
             np.save(path, communities)
     summary = community_summary(dataset.train, communities)
     run_dir.write_json("communities.json", summary)
-    sampler = make_sampler("icpns", dataset.train, communities=communities, **sampler_params)
+    sampler = icpns_sampler(trainer.context, dataset.train, communities, sampler_params, params)
     lr = _or(params.finetune_lr, t.lr)
     # A fresh optimiser: Trainer.fit builds one per stage (the official code re-creates Adam).
     stages.append(trainer.fit(StageSpec("finetune", sampler, _or(params.finetune_epochs, t.epochs), lr,
                                         params.finetune_patience)))
+    if hasattr(sampler, "table_stats") and trainer.context.is_main:  # hosted tables: the actors' figures
+        extra["table_actors"] = sampler.table_stats()
     return PipelineRun(stages, {**extra, "communities": summary, "sampler_params": _params_of(sampler),
                                 "community_assignment": communities})
+
+
+def icpns_sampler(context: TrainingContext, train: Interactions, communities: np.ndarray,
+                  sampler_params: dict[str, Any], params: IcpnsPipelineParams) -> Any:
+    """The fine-tuning sampler: ICPNS built here, or on Ray workers the tables the run's actors host."""
+    if not context.on_ray or params.table_actors == 0:
+        return make_sampler("icpns", train, communities=communities, **sampler_params)
+    from raysearch.distributed.table_actors import host_icpns
+
+    return host_icpns(context, train, communities, sampler_params, params.table_actors, params.table_draws)
 
 
 # --------------------------------------------------------------------------- GDNS
