@@ -436,7 +436,7 @@ def _shared_pretraining(study: Study, sampler: str, settings: dict, report) -> t
     run_dir = RunDir(study.path / "pretrain")
     if not run_dir.results_path.exists():
         report(f"[{sampler}] pre-training once (random negatives), shared by every trial")
-        cfg = build_run_config(resolve([*study.base, "sampler=rns"]))
+        cfg = build_run_config(resolve(pretraining_overrides(study.base)))
         if not run_dir.config_path.exists():
             from raysearch.config import config_tree
 
@@ -446,6 +446,24 @@ def _shared_pretraining(study: Study, sampler: str, settings: dict, report) -> t
     done = json.loads(run_dir.results_path.read_text())
     epochs = sum(stage["epochs_run"] for stage in done["stages"].values())
     return [f"sampler.pretrained_from={run_dir.path.resolve()}"], epochs
+
+
+def pretraining_overrides(base: Sequence[str]) -> list[str]:
+    """The overrides of the shared stage 1: the study's, with RNS as the sampler and the ICPNS pipeline's
+    ``sampler.pretrain_epochs`` (when set) as ``trainer.epochs``; the other ``sampler.*`` keys belong to
+    ICPNS and are dropped."""
+    out, epochs = [], None
+    for text in base:
+        key, _, value = text.partition("=")
+        key = key.lstrip("+")
+        if key == "sampler.pretrain_epochs":
+            epochs = value
+        elif key != "sampler" and not key.startswith("sampler."):
+            out.append(text)
+    out.append("sampler=rns")
+    if epochs not in (None, "", "null", "None"):
+        out.append(f"trainer.epochs={epochs}")
+    return out
 
 
 def _search(study: Study, sampler: str, fixed: list[str], settings: dict, concurrency: int, report) -> dict:

@@ -12,7 +12,8 @@ import mlflow
 import pytest
 
 from raysearch.errors import ConfigError
-from raysearch.tune import Dimension, load_search, run_study, start_study, trial_overrides
+from raysearch.config import build_run_config, resolve
+from raysearch.tune import Dimension, load_search, pretraining_overrides, run_study, start_study, trial_overrides
 
 BASE = ["trainer.epochs=3", "trainer.progress=false", "trainer.batch_size=512", "model.dim=16",
         "trainer.lr=0.01", "dataset.synthetic.n_users=300", "dataset.synthetic.n_items=200"]
@@ -44,6 +45,16 @@ def test_trial_overrides_put_searched_values_last():
               "sampler.alpha": 0.25, "sampler.n_communities": 4}
     assert trial_overrides(config) == ["trainer.epochs=3", "sampler=icpns", "trainer.seed=7",
                                        "sampler.alpha=0.25", "sampler.n_communities=4"]
+
+
+def test_shared_pretraining_runs_rns_for_the_icpns_pretraining_epochs():
+    base = ["experiment=icpns-protocol", "sampler.pretrain_epochs=7", "sampler.finetune_epochs=3",
+            "sampler.alpha=0.5", "trainer.seed=3"]
+    overrides = pretraining_overrides(base)
+    assert overrides == ["experiment=icpns-protocol", "trainer.seed=3", "sampler=rns", "trainer.epochs=7"]
+    cfg = build_run_config(resolve(overrides))  # ICPNS keys gone: RNS accepts the overrides
+    assert cfg.sampler.name == "rns" and cfg.trainer.epochs == 7 and cfg.trainer.patience == 100
+    assert pretraining_overrides(["trainer.epochs=9"]) == ["trainer.epochs=9", "sampler=rns"]
 
 
 @pytest.mark.ray
