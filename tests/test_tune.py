@@ -11,9 +11,16 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from raysearch.errors import ConfigError
 from raysearch.config import build_run_config, resolve
-from raysearch.tune import Dimension, load_search, pretraining_overrides, run_study, start_study, trial_overrides
+from raysearch.errors import ConfigError
+from raysearch.tune import (
+    Dimension,
+    load_search,
+    pretraining_overrides,
+    run_study,
+    start_study,
+    trial_overrides,
+)
 
 BASE = ["trainer.epochs=3", "trainer.progress=false", "trainer.batch_size=512", "model.dim=16",
         "trainer.lr=0.01", "dataset.synthetic.n_users=300", "dataset.synthetic.n_items=200"]

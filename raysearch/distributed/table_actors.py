@@ -35,7 +35,7 @@ from raysearch.samplers.base import Sampler, ScoreFn
 from raysearch.samplers.exclusion import Complement, ExcludingTables
 from raysearch.samplers.icpns import (
     ICPNS,
-    _community_array,
+    community_ids,
     global_table,
     in_community_tables,
     mixture_components,
@@ -223,7 +223,7 @@ class CommunityTableService:
         """Build and publish the tables of ``communities`` (int64 (n_users,)) as the next version."""
         import ray
 
-        communities = _community_array(communities)
+        communities = community_ids(communities)
         k = int(communities.max()) + 1
         groups = community_groups(k, self.n_groups)
         if groups != self.groups:  # a new community count regroups: new actors

@@ -43,7 +43,8 @@ from raysearch.samplers.base import Sampler, ScoreFn, register
 from raysearch.samplers.exclusion import ExcludingTables
 
 
-def _community_array(value: Any) -> np.ndarray:
+def community_ids(value: Any) -> np.ndarray:
+    """Read-only int64 (n_users,) community ids from ``value`` (ints, or integral floats); ConfigError else."""
     arr = np.asarray(value)
     if arr.dtype.kind == "f" and arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
         arr = arr.astype(np.int64)
@@ -106,7 +107,7 @@ def community_tables(
     ``ICPNS.Params``). Pure: the same inputs give the same tables (each table is built on its own, so a
     build split over groups of communities and concatenated gives the same arrays).
     """
-    communities = _community_array(communities)
+    communities = community_ids(communities)
     tables = in_community_tables(train, communities, alpha, smoothing)
     if global_mix > 0:
         tables = RaggedAliasTable.concatenate([tables, global_table(train, alpha, smoothing)])
@@ -130,7 +131,7 @@ class ICPNS(Sampler):
             require(
                 self.communities is not None, "communities", "required: an int array, one community id per user"
             )
-            object.__setattr__(self, "communities", _community_array(self.communities))
+            object.__setattr__(self, "communities", community_ids(self.communities))
             require(math.isfinite(self.alpha) and self.alpha >= 0, "alpha", f"must be >= 0, got {self.alpha}")
             require(
                 math.isfinite(self.smoothing) and self.smoothing >= 0,
