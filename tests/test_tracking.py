@@ -51,7 +51,7 @@ def test_ui_serves_the_store_on_loopback(tmp_path):
                              f"--port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        deadline = time.time() + 90
+        deadline = time.time() + 240  # generous: a busy machine starts the server slowly
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
