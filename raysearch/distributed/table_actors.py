@@ -30,6 +30,7 @@ import numpy as np
 
 from raysearch.data.interactions import Interactions
 from raysearch.errors import ConfigError, SamplingError
+from raysearch.metrics import record_table_draws
 from raysearch.samplers.alias import RaggedAliasTable
 from raysearch.samplers.base import Sampler, ScoreFn
 from raysearch.samplers.exclusion import Complement, ExcludingTables
@@ -133,6 +134,7 @@ class CommunityTableActor:
         out = self._sampler.draw(rows, np.random.default_rng(seed)).reshape(users.size, k)
         self.draws_served += int(rows.size)
         self.calls_served += 1
+        record_table_draws(f"communities-{self.lo}-{self.hi}", int(rows.size))  # the Grafana dashboard's panel
         return out
 
     def stats(self) -> dict[str, Any]:
