@@ -55,20 +55,21 @@ def community_groups(n_communities: int, n_groups: int) -> list[tuple[int, int]]
     return [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def group_interactions(train: Interactions, communities: np.ndarray, lo: int, hi: int) -> Interactions:
-    """The training pairs of the users of communities [lo, hi), in the full (n_users, n_items) shape."""
+def group_split(train: Interactions, communities: np.ndarray, lo: int, hi: int) -> tuple[Interactions, np.ndarray]:
+    """(the training pairs of the users of communities [lo, hi), in the full (n_users, n_items) shape;
+    int64 (n_users,) local community ids 0..hi-lo-1, users outside the group clipped in: they have no pairs)."""
     users, items = train.pairs()
     community = communities[users]
     keep = (community >= lo) & (community < hi)
-    return Interactions.from_pairs(users[keep], items[keep], train.n_users, train.n_items)
+    sub = Interactions.from_pairs(users[keep], items[keep], train.n_users, train.n_items)
+    return sub, np.clip(communities - lo, 0, hi - lo - 1)
 
 
 def group_tables(train: Interactions, communities: np.ndarray, lo: int, hi: int, alpha: float,
                  smoothing: float = 0.0) -> RaggedAliasTable:
     """Tables of communities lo..hi-1 (hi - lo tables): tables lo..hi-1 of ``in_community_tables``."""
-    local = np.clip(communities - lo, 0, hi - lo - 1)  # users outside the group have no pairs here
-    return in_community_tables(group_interactions(train, communities, lo, hi), local, alpha, smoothing,
-                               n_communities=hi - lo)
+    sub, local = group_split(train, communities, lo, hi)
+    return in_community_tables(sub, local, alpha, smoothing, n_communities=hi - lo)
 
 
 class CommunityTableActor:
@@ -97,14 +98,14 @@ class CommunityTableActor:
         users, items, n_users, n_items = pairs
         train = Interactions.from_pairs(users, items, n_users, n_items)
         communities = np.asarray(communities, dtype=np.int64)
-        tables = group_tables(train, communities, self.lo, self.hi, alpha, smoothing)
-        own = tables
+        sub, local = group_split(train, communities, self.lo, self.hi)
+        size = self.hi - self.lo
+        own = in_community_tables(sub, local, alpha, smoothing, n_communities=size)
+        tables = own
         if global_mix > 0:
-            tables = RaggedAliasTable.concatenate([tables, RaggedAliasTable.from_arrays(global_arrays)])
-        local = np.clip(communities - self.lo, 0, self.hi - self.lo - 1)
-        complement = Complement(group_interactions(train, communities, self.lo, self.hi))
-        self._sampler = ExcludingTables(complement, tables,
-                                        mixture_components(local, global_mix, n_communities=self.hi - self.lo))
+            tables = RaggedAliasTable.concatenate([own, RaggedAliasTable.from_arrays(global_arrays)])
+        self._sampler = ExcludingTables(Complement(sub), tables,
+                                        mixture_components(local, global_mix, n_communities=size))
         self._tables, self._communities, self.version = own, communities, int(version)
         self._published = None
         return self.stats()
@@ -162,10 +163,11 @@ class TableDirectory:
         self.version = -1
         self._entry: dict[str, Any] = {}
 
-    def publish(self, version: int, communities: np.ndarray, group_refs: list[Any], global_ref: list[Any],
+    def publish(self, version: int, communities_ref: list[Any], group_refs: list[Any], global_ref: list[Any],
                 groups: list[tuple[int, int]], actors: list[Any]) -> int:
         """Concatenate the groups' tables (``group_refs``: ObjectRefs in community order, then the global
-        table's in ``global_ref`` if any) into one read-only table set and make it ``version``."""
+        table's in ``global_ref`` if any) into one read-only table set and make it ``version``;
+        ``communities_ref``: [the ObjectRef of the int64 (n_users,) assignment], kept as it is."""
         import ray
 
         parts = [RaggedAliasTable.from_arrays(a) for a in ray.get(list(group_refs) + list(global_ref))]
@@ -173,7 +175,7 @@ class TableDirectory:
         self._entry = {
             "version": int(version),
             "tables": [ray.put(tables.to_arrays())],
-            "communities": [ray.put(np.asarray(communities, dtype=np.int64))],
+            "communities": list(communities_ref),
             "groups": [tuple(g) for g in groups],
             "actors": list(actors),
             "table_bytes": tables.nbytes,
@@ -243,7 +245,7 @@ class CommunityTableService:
         ray.get([a.build.remote(version, pairs, comm_ref, alpha, smoothing, global_mix,
                                 global_ref[0] if global_ref else None) for a in self.actors])
         group_refs = [r[0] for r in ray.get([a.arrays.remote() for a in self.actors])]
-        ray.get(self.directory.publish.remote(version, comm_ref, group_refs, global_ref, groups, self.actors))
+        ray.get(self.directory.publish.remote(version, [comm_ref], group_refs, global_ref, groups, self.actors))
         self.version = version
         return version
 

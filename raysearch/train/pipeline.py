@@ -26,6 +26,7 @@ from raysearch.communities import cluster_users, community_summary
 from raysearch.config import RunConfig, from_mapping, require, to_plain
 from raysearch.data.dataset import Dataset
 from raysearch.data.interactions import Interactions
+from raysearch.distributed.table_actors import DRAWS
 from raysearch.errors import ConfigError
 from raysearch.evaluation.breakdown import group_means
 from raysearch.models import make_model
@@ -102,8 +103,8 @@ class IcpnsPipelineParams:
     def __post_init__(self) -> None:
         require(self.n_communities >= 1, "sampler.n_communities", "must be >= 1")
         require(self.table_actors >= 0, "sampler.table_actors", f"must be >= 0, got {self.table_actors}")
-        require(self.table_draws in ("local", "remote"), "sampler.table_draws",
-                f"must be local or remote, got {self.table_draws!r}")
+        require(self.table_draws in DRAWS, "sampler.table_draws",
+                f"must be one of {', '.join(DRAWS)}, got {self.table_draws!r}")
         require(self.pretrain_epochs is None or self.pretrain_epochs >= 0, "sampler.pretrain_epochs", "must be >= 0")
         require(self.finetune_epochs is None or self.finetune_epochs >= 0, "sampler.finetune_epochs", "must be >= 0")
         require(self.finetune_lr is None or self.finetune_lr > 0, "sampler.finetune_lr", "must be > 0")
