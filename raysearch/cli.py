@@ -139,8 +139,11 @@ def _cmd_ui(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from raysearch.report import build_report
 
-    path = build_report(args.experiment, out=args.out, tracking_uri=args.tracking_uri, scale=args.scale)
+    path = build_report(args.experiment, out=args.out, tracking_uri=args.tracking_uri, scale=args.scale,
+                        markdown=args.markdown)
     print(f"report: {path}  (open it in a browser; it needs no network)")
+    if args.markdown:
+        print(f"tables: {args.markdown}  (Markdown)")
     return 0
 
 
@@ -243,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="HTML file to write (default: report-<experiment>.html)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<cwd>/mlflow.db)")
     p.add_argument("--scale", metavar="FILE", help="scale measurements from `raysearch bench scale --json FILE`")
+    p.add_argument("--markdown", metavar="FILE", help="also write the tables (comparison, significance, "
+                   "popularity bands) as Markdown to FILE")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     p.set_defaults(func=_cmd_report)
 

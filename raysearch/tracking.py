@@ -20,7 +20,8 @@ from typing import Any
 from raysearch.config import RunConfig, to_plain
 
 TAG_PREFIX = "raysearch."
-ARTIFACTS = ("config.yaml", "results.json", "communities.json", "metrics.jsonl", "false_negatives.json")
+ARTIFACTS = ("config.yaml", "results.json", "communities.json", "metrics.jsonl", "false_negatives.json",
+             "test_per_user.npz")
 
 
 def mlflow_key(name: str) -> str:

@@ -615,7 +615,8 @@ def _summarise(study: Study, selections: dict, finals: list[dict]) -> dict:
         rows.append(row)
     summary = {"study": study.path.name, "metric": metric, "base": study.base,
                "mlflow": {"tracking_uri": study.tracking_uri, "experiment": study.experiment},
-               "rows": rows, "trials": {s: sel["trials"] for s, sel in selections.items()}}
+               "rows": rows, "significance": _significance(finals, metric.removeprefix(METRIC_PREFIX)),
+               "trials": {s: sel["trials"] for s, sel in selections.items()}}
     write_json_atomic(study.path / "summary.json", summary)
     keys = ["sampler", "search_best_valid", "params", "trials", "trial_epochs", "final_runs"]
     keys += sorted({k for r in rows for k in r} - set(keys))
@@ -625,6 +626,24 @@ def _summarise(study: Study, selections: dict, finals: list[dict]) -> dict:
         for r in rows:
             writer.writerow({k: json.dumps(v) if isinstance(v, dict) else v for k, v in r.items()})
     return summary
+
+
+def _significance(finals: list[dict], metric: str) -> list[dict]:
+    """ICPNS and GDNS (when in the study) against the best other sampler: paired tests over test users on
+    the selection metric, each sampler's per-user values averaged over its final seeds."""
+    from raysearch.evaluation import PER_USER_FILE, load_per_user
+    from raysearch.evaluation.significance import PAPER_SAMPLERS, against_best, mean_over_seeds
+
+    per_run: dict[str, list] = {}
+    for run in finals:
+        path = Path(run["path"]) / "run" / PER_USER_FILE
+        if not path.exists():  # a run from before per-user values were kept
+            return []
+        users, values = load_per_user(path)
+        per_run.setdefault(run["sampler"], []).append((users, values[metric]))
+    per_sampler = {sampler: mean_over_seeds(runs) for sampler, runs in per_run.items()}
+    return [against_best(per_sampler, target, "test/" + metric).to_dict()
+            for target in PAPER_SAMPLERS if target in per_sampler and len(per_sampler) > 1]
 
 
 def format_summary(summary: dict) -> str:
@@ -638,6 +657,11 @@ def format_summary(summary: dict) -> str:
         lines.append(f"  {row['sampler']:<8} valid {row['search_best_valid']:.4f}  {params}")
         lines.append(f"  {'':<8} {row['final_runs']} final run(s): {shown}  "
                      f"({row['trials']} trials, {row['trial_epochs']} trial-epochs)")
+    for test in summary.get("significance", []):
+        lines.append(f"  {test['b']} vs {test['a']} (best other) on {test['metric']}: "
+                     f"{test['mean_b']:.4f} vs {test['mean_a']:.4f}, diff {test['diff']:+.4f} "
+                     f"(95% CI {test['ci95'][0]:+.4f} to {test['ci95'][1]:+.4f}), paired t p = {test['p_t']:.3g}, "
+                     f"Wilcoxon p = {test['p_wilcoxon']:.3g}, {test['n_users']} users")
     return "\n".join(lines)
 
 

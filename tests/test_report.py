@@ -362,6 +362,26 @@ def test_scale_curves_when_given(store, tmp_path):
     assert 'data-figure="scale"' in html and "No scale measurements" not in html
 
 
+def test_markdown_tables_match_the_comparison_and_significance(store, tmp_path, capsys):
+    md = tmp_path / "cmp.md"
+    assert main(["report", "--experiment", "cmp", "--tracking-uri", store["uri"], "--out", str(tmp_path / "c.html"),
+                 "--markdown", str(md)]) == 0
+    assert f"tables: {md}" in capsys.readouterr().out
+    text = md.read_text()
+    expected = _expected_table(store["uri"], "cmp")
+    rows = {}  # the first table (the comparison) of each sampler's row
+    for line in text.splitlines():
+        if line.startswith("| "):
+            rows.setdefault(line.split(" | ")[0].strip("| "), line)
+    for sampler, by_key in expected.items():
+        mean, std = by_key["test/ndcg_at_10"]
+        assert f"{mean:.4f} ± {std:.4f}" in rows[sampler]
+    assert "n_communities=3" in rows["icpns"] and "group_size=4" in rows["gdns"]
+    assert "| icpns | " in text and "paired t p" in text and "recall@10 tail" in text and "share@10 head" in text
+    best = max(expected, key=lambda s: expected[s]["test/ndcg_at_10"][0])
+    assert f"**{expected[best]['test/ndcg_at_10'][0]:.4f}" in rows[best]
+
+
 def test_cli_report_and_its_errors(store, tmp_path, capsys):
     out = tmp_path / "cli" / "report.html"
     assert main(["report", "--experiment", "solo", "--tracking-uri", store["uri"], "--out", str(out)]) == 0
@@ -498,6 +518,30 @@ def test_every_figure_renders(page):
 def test_table_numbers_equal_mlflow(page, store):
     page, _ = page
     check_table(page, _expected_table(store["uri"], "cmp"))
+
+
+def test_significance_rows_equal_scipy_on_the_runs_per_user_values(page, store):
+    """ICPNS and GDNS each against the best other sampler: the page's numbers equal scipy's paired tests
+    on the per-user test NDCG@10 that the runs wrote to disk, averaged over the two seeds."""
+    from scipy import stats
+
+    page, _ = page
+    per = {}
+    for sampler in SAMPLERS:
+        loaded = [np.load(store["root"] / "runs" / f"{sampler}-{seed}" / "test_per_user.npz") for seed in (0, 1)]
+        assert np.array_equal(loaded[0]["users"], loaded[1]["users"])
+        per[sampler] = (loaded[0]["ndcg@10"] + loaded[1]["ndcg@10"]) / 2
+    rows = page.query_selector_all("table.rs-significance tbody tr")
+    assert sorted(r.get_attribute("data-sampler") for r in rows) == ["gdns", "icpns"]
+    for row in rows:
+        target = row.get_attribute("data-sampler")
+        best = max((s for s in per if s != target), key=lambda s: per[s].mean())
+        assert row.get_attribute("data-baseline") == best
+        expected = stats.ttest_rel(per[target], per[best]).pvalue
+        assert float(row.get_attribute("data-p-t")) == pytest.approx(expected, rel=1e-9)
+        assert float(row.get_attribute("data-diff")) == pytest.approx((per[target] - per[best]).mean(), abs=1e-12)
+        assert float(row.get_attribute("data-p-wilcoxon")) == pytest.approx(
+            stats.wilcoxon(per[target] - per[best]).pvalue, rel=1e-9)
 
 
 # --------------------------------------------------------------------------- a real study

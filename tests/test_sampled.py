@@ -199,3 +199,21 @@ def test_batching_and_shards():
         assert np.array_equal(other.users, whole.users)
         for key in whole.per_user:
             assert np.array_equal(other.per_user[key], whole.per_user[key]), key
+
+
+def test_popularity_bands_of_the_heldout_items():
+    # items 0..5, bands: 0,1 head; 2,3 mid; 4,5 tail. User 0 holds out 4 (tail) and 2 (mid), user 1
+    # holds out 0 (head). Negatives of both users: 1, 3, 5 scoring 0.6, 0.4, 0.2.
+    scores = np.array([[0.0, 0.6, 0.5, 0.4, 0.9, 0.2],   # 4 ranks 0, 2 ranks 1
+                       [0.1, 0.6, 0.0, 0.4, 0.0, 0.2]])  # 0 ranks 3 (below 1, 3, 5)
+    test = single(2, 6, {0: [4, 2], 1: [0]})
+    negatives = np.array([[1, 3, 5], [1, 3, 5]])
+    bands = np.array([0, 0, 1, 1, 2, 2])
+    result = evaluate_sampled(pair_scorer(scores), test, negatives, ks=(1, 4), item_bands=bands)
+    nan = math.nan
+    np.testing.assert_array_equal(result.bands["recall@1"], [[nan, 0.0, 1.0], [0.0, nan, nan]])
+    np.testing.assert_array_equal(result.bands["recall@4"], [[nan, 1.0, 1.0], [1.0, nan, nan]])
+    assert "slots@1" not in result.bands  # top-K composition is undefined against sampled negatives
+    assert result.band_means["recall@1"] == {"head": 0.0, "mid": 0.0, "tail": 1.0}
+    with pytest.raises(ValueError, match="item_bands"):
+        evaluate_sampled(pair_scorer(scores), test, negatives, ks=(1,), item_bands=np.array([0, 1, 2]))

@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
+from scipy import stats
 
 from raysearch.config import build_run_config, resolve
 from raysearch.errors import ConfigError
@@ -64,6 +66,27 @@ def test_shared_pretraining_runs_rns_for_the_icpns_pretraining_epochs():
     assert pretraining_overrides(["trainer.epochs=9"]) == ["trainer.epochs=9", "sampler=rns"]
 
 
+def test_study_significance_pairs_users_over_the_final_seeds(tmp_path):
+    from raysearch.evaluation import EvalResult, save_per_user
+    from raysearch.tune import _significance
+
+    rng = np.random.default_rng(3)
+    users = np.arange(40)
+    values = {("rns", 0): rng.random(40), ("rns", 1): rng.random(40), ("dns", 0): rng.random(40) + 0.5,
+              ("icpns", 0): rng.random(40) + 0.2, ("icpns", 1): rng.random(40) + 0.2}
+    finals = []
+    for (sampler, seed), v in values.items():
+        path = tmp_path / f"{sampler}-{seed}"
+        (path / "run").mkdir(parents=True)
+        save_per_user(EvalResult(users, {"ndcg@10": v}, {"protocol": "full"}), path / "run" / "test_per_user.npz")
+        finals.append({"sampler": sampler, "path": str(path)})
+    (test,) = _significance(finals, "ndcg@10")  # no GDNS in the study: one test
+    icpns = (values["icpns", 0] + values["icpns", 1]) / 2
+    assert test["a"] == "dns" and test["b"] == "icpns" and test["n_users"] == 40
+    assert test["diff"] == pytest.approx((icpns - values["dns", 0]).mean())
+    assert test["p_t"] == pytest.approx(stats.ttest_rel(icpns, values["dns", 0]).pvalue)
+
+
 @pytest.mark.ray
 def test_tiny_study_end_to_end_is_tracked_and_leak_free(ray_session, tmp_path):
     db = tmp_path / "mlflow.db"
@@ -93,7 +116,8 @@ def test_tiny_study_end_to_end_is_tracked_and_leak_free(ray_session, tmp_path):
     history = client.get_metric_history(search_runs[0].info.run_id, "valid/ndcg_at_10")
     assert len(history) >= 1  # per-epoch metrics
     artifacts = {a.path for a in client.list_artifacts(final_runs[0].info.run_id)}
-    assert {"config.yaml", "results.json", "communities.json"} <= artifacts
+    assert {"config.yaml", "results.json", "communities.json", "test_per_user.npz"} <= artifacts
+    assert summary["significance"] == []  # one sampler: nothing to test against
     selected = final_runs[0].data.params
     assert float(selected["sampler.alpha"]) == pytest.approx(row["params"]["sampler.alpha"])
 

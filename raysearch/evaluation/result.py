@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -122,3 +123,30 @@ class EvalResult:
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v:.4f}" for k, v in self.means.items())
         return f"EvalResult({self.protocol.get('protocol')}, users={self.n_users}, {shown})"
+
+
+PER_USER_FILE = "test_per_user.npz"
+"""A tested run's per-user test values (``save_per_user``), the input of the paired significance tests."""
+
+
+def save_per_user(result: EvalResult, path: str | Path) -> None:
+    """Write ``result``'s users and per-user metric values to ``path`` (npz: ``users`` int64 (n,) and one
+    float64 (n,) array per metric key, e.g. ``ndcg@10``), atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as fh:
+        np.savez_compressed(fh, users=result.users, **dict(result.per_user))
+    tmp.replace(path)
+
+
+def load_per_user(path: str | Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``(users int64 (n,), {metric key: float64 (n,)})`` from a file written by ``save_per_user``."""
+    with np.load(Path(path)) as data:
+        if "users" not in data.files:
+            raise ValueError(f"{path}: not a per-user results file (no 'users' array)")
+        users = data["users"].astype(np.int64)
+        values = {key: data[key].astype(np.float64) for key in data.files if key != "users"}
+    for key, array in values.items():
+        if array.shape != users.shape:
+            raise ValueError(f"{path}: {key!r} has shape {array.shape}, expected {users.shape}")
+    return users, values

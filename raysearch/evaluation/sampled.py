@@ -23,16 +23,18 @@ import torch
 
 from raysearch.data.interactions import Interactions
 from raysearch.errors import ConfigError, DataError, RaysearchError
+from raysearch.evaluation.breakdown import band_recall
 from raysearch.evaluation.full_ranking import evaluated_users, user_items
 from raysearch.evaluation.metrics import (
     DEFAULT_METRICS,
     TargetPositions,
     compute_metrics,
+    metric_key,
     resolve_ks,
     resolve_metrics,
     resolve_tie,
 )
-from raysearch.evaluation.result import EvalResult
+from raysearch.evaluation.result import BAND_NAMES, EvalResult
 
 PairScoreFn = Callable[[torch.Tensor, torch.Tensor], "torch.Tensor | np.ndarray"]
 """``score_fn_pairs(users: int64 (b,), items: int64 (b, c)) -> float (b, c)``, torch or numpy."""
@@ -47,10 +49,15 @@ def evaluate_sampled(
     tie: str = "pessimistic",
     users: np.ndarray | Sequence[int] | None = None,
     batch_users: int = 2048,
+    item_bands: np.ndarray | None = None,
 ) -> EvalResult:
     """Rank every held-out item against its user's ``negatives`` (int64 (n_users, N), -1 = none).
 
-    Users without held-out items are skipped; ``users`` restricts the evaluation to a shard. Each call
+    Users without held-out items are skipped; ``users`` restricts the evaluation to a shard.
+    ``item_bands``: int (n_items,) band codes (``popularity_bands``) to add, per band of the *held-out*
+    item, ``recall@K`` (the share of the user's held-out items of that band ranked in the top K; NaN where
+    the user has none in the band). Top-K composition (``slots@K``) is not defined here: the ranked lists
+    hold sampled negatives, not the catalogue. Each call
     of ``score_fn_pairs`` scores ``batch_users`` users' negatives and held-out items at once, so the
     negatives are scored once per user, not once per held-out item. Runs under ``torch.no_grad``.
     """
@@ -74,13 +81,18 @@ def evaluate_sampled(
         user = int(eval_users[np.argmax(valid_counts == 0)])
         raise DataError(f"sampled negatives: user {user} has held-out items but no negatives (a row of -1)")
 
-    pair_users, ranks = [], []
+    if item_bands is not None:
+        item_bands = np.asarray(item_bands, dtype=np.int64)
+        if item_bands.shape != (heldout.n_items,) or item_bands.min() < 0 or item_bands.max() >= len(BAND_NAMES):
+            raise ValueError(f"item_bands must be ({heldout.n_items},) codes in [0, {len(BAND_NAMES)})")
+    pair_users, pair_items, ranks = [], [], []
     with torch.no_grad():
         for start in range(0, eval_users.size, batch_users):
             batch = eval_users[start : start + batch_users]
             rows, items = user_items(heldout, batch)
             ranks.append(_rank_batch(score_fn_pairs, batch, negatives[batch], rows, items, rule.target_first))
             pair_users.append(rows + start)
+            pair_items.append(items)
 
     pair_user = np.concatenate(pair_users) if pair_users else np.zeros(0, np.int64)
     rank = np.concatenate(ranks) if ranks else np.zeros(0, np.int64)
@@ -91,6 +103,11 @@ def evaluate_sampled(
         key: np.bincount(pair_user, weights=values, minlength=eval_users.size) / n_pairs
         for key, values in per_pair.items()
     }
+    bands: dict[str, np.ndarray] = {}
+    if item_bands is not None:
+        target_band = item_bands[np.concatenate(pair_items)] if pair_items else np.zeros(0, np.int64)
+        for k in ks:
+            bands[metric_key("recall", k)] = band_recall(pair_user, rank, target_band, eval_users.size, k)
     protocol = {
         "protocol": "sampled",
         "ks": list(ks),
@@ -100,7 +117,7 @@ def evaluate_sampled(
         "n_negatives": int(n_neg),
         "n_items": heldout.n_items,
     }
-    return EvalResult(eval_users, per_user, protocol)
+    return EvalResult(eval_users, per_user, protocol, bands)
 
 
 def _rank_batch(

@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from raysearch.evaluation.significance import PairedTest
 from raysearch.report import figures as F
 from raysearch.report.runs import TrackedRun
 from raysearch.report.search import Trials, importance_note, param_importances, search_trials
@@ -31,6 +32,7 @@ from raysearch.report.tables import (
     cost_rows,
     curves,
     metric_label,
+    significance,
 )
 from raysearch.version import code_version
 
@@ -63,6 +65,14 @@ class Plot:
 class Table:
     comparison: Comparison
     kind: str = "table"
+
+
+@dataclass(frozen=True)
+class SignificanceTable:
+    """Paired tests over test users (``tables.significance``) of one block."""
+
+    tests: tuple[PairedTest, ...]
+    kind: str = "significance"
 
 
 @dataclass(frozen=True)
@@ -103,11 +113,16 @@ def comparison_section(bs: Sequence[Block]) -> Section:
     s = Section("comparison", "Which sampler wins where",
                 "Test metrics of the selected configurations: mean ± standard deviation over seeds "
                 "(sample std; one run shows its value alone). ★ marks the best mean of each column within "
-                "a dataset × backbone × protocol.")
+                "a dataset × backbone × protocol. Below a table: ICPNS and GDNS each against the best other "
+                "sampler, paired over test users on the selection metric (per-user values averaged over "
+                "seeds; two-sided paired t-test and Wilcoxon signed-rank test).")
     for b in bs:
         s.parts.append(Heading(b.title))
         table = comparison(b)
         s.parts.append(Table(table))
+        tests = significance(b)
+        if tests:
+            s.parts.append(SignificanceTable(tuple(tests)))
         mixed = [r.sampler for r in table.rows if r.configurations > 1]
         if mixed:
             s.parts.append(Note(f"{', '.join(mixed)}: the runs averaged here differ in more than the seed "
@@ -294,9 +309,10 @@ def default_out(experiment: str) -> Path:
 
 
 def build_report(experiment: str, out: str | Path | None = None, tracking_uri: str | None = None,
-                 scale: str | Path | None = None) -> Path:
+                 scale: str | Path | None = None, markdown: str | Path | None = None) -> Path:
     """What ``raysearch report`` does: read ``experiment`` from MLflow, write the HTML dashboard to
-    ``out`` (default ``report-<experiment>.html``) atomically, return its path."""
+    ``out`` (default ``report-<experiment>.html``) atomically, return its path. ``markdown``: also
+    write the tables as Markdown to this file."""
     from raysearch.report.runs import load_runs
     from raysearch.report.tables import read_scale
     from raysearch.tracking import resolve_tracking_uri
@@ -304,13 +320,20 @@ def build_report(experiment: str, out: str | Path | None = None, tracking_uri: s
     uri = resolve_tracking_uri(tracking_uri)
     scale_rows = read_scale(scale) if scale is not None else None
     runs = load_runs(uri, experiment)
-    html = render(runs, experiment, uri, scale_rows)
     path = Path(out) if out is not None else default_out(experiment)
+    _write_atomic(path, render(runs, experiment, uri, scale_rows))
+    if markdown is not None:
+        from raysearch.report.markdown import render_markdown
+
+        _write_atomic(Path(markdown), render_markdown(runs, experiment))
+    return path
+
+
+def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # atomic: no half-written report is left behind
     try:
-        tmp.write_text(html, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return path

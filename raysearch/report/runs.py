@@ -14,12 +14,16 @@ import json
 import math
 import os
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from raysearch.errors import ConfigError, DataError
+from raysearch.evaluation import PER_USER_FILE, load_per_user
 from raysearch.tracking import TAG_PREFIX, mlflow_key
 
 TEST_PREFIX = "test/"
@@ -35,7 +39,8 @@ class TrackedRun:
     selection metric (``valid/<trainer.valid_metric>``) as ``(step, value)`` pairs, one per step, in
     step order.
     ``results``: the ``results.json`` artifact, ``epochs``: the ``metrics.jsonl`` lines (one dict per
-    epoch, with ``stage``); both only for tested runs, empty when absent.
+    epoch, with ``stage``); both only for tested runs, empty when absent. ``per_user``: the per-user test
+    values (``users`` int64 (n,), ``{"ndcg@10": float64 (n,)}``) of a tested run, None when absent.
     """
 
     run_id: str
@@ -48,6 +53,7 @@ class TrackedRun:
     history: tuple[tuple[int, float], ...] = ()
     results: Mapping[str, Any] = field(default_factory=dict)
     epochs: tuple[Mapping[str, Any], ...] = ()
+    per_user: tuple[np.ndarray, Mapping[str, np.ndarray]] | None = None  # the test_per_user.npz artifact
 
     def tag(self, key: str, default: str = "") -> str:
         return self.tags.get(f"{TAG_PREFIX}{key}", default)
@@ -168,13 +174,20 @@ def _tracked(client, run, tmp: Path) -> TrackedRun:
         history.setdefault(int(m.step), float(m.value))
     results: dict[str, Any] = {}
     epochs: tuple[dict[str, Any], ...] = ()
+    per_user = None
     if record.tested:
         present = {a.path for a in client.list_artifacts(info.run_id)}
         if "results.json" in present:
             results = _read_json(client, info.run_id, "results.json", tmp)
         if "metrics.jsonl" in present:
             epochs = _read_jsonl(client, info.run_id, "metrics.jsonl", tmp)
-    return dataclasses.replace(record, history=tuple(history.items()), results=results, epochs=epochs)
+        if PER_USER_FILE in present:
+            try:
+                per_user = load_per_user(_download(client, info.run_id, PER_USER_FILE, tmp))
+            except (ValueError, OSError, zipfile.BadZipFile) as err:
+                raise DataError(f"malformed artifact: {err}", f"run {info.run_id} {PER_USER_FILE}") from None
+    return dataclasses.replace(record, history=tuple(history.items()), results=results, epochs=epochs,
+                               per_user=per_user)
 
 
 def _download(client, run_id: str, name: str, tmp: Path) -> Path:

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from raysearch.errors import DataError
-from raysearch.report.runs import TrackedRun
+from raysearch.evaluation.significance import PAPER_SAMPLERS, PairedTest, against_best, mean_over_seeds
+from raysearch.report.runs import TEST_PREFIX, TrackedRun
 
 METRIC_ORDER = ("recall", "ndcg", "mrr", "hit", "precision")  # column order of the comparison table
 IGNORED_PARAMS = ("trainer.seed", "tracking.")  # what may differ between seeds of one configuration
@@ -167,6 +168,21 @@ def curves(block: Block) -> list[Curve]:
             idx = [i for i, (_, s) in enumerate(validated) if s == stage]
             out.append(Curve(run, stage, tuple(validated[i][0] for i in idx), tuple(values[i] for i in idx)))
     return out
+
+
+# --------------------------------------------------------------------------- significance
+def significance(block: Block) -> list[PairedTest]:
+    """ICPNS and GDNS (those of them in the block) each against the block's best other sampler on the
+    selection metric, paired over test users; a sampler's per-user values are averaged over its runs.
+    Samplers whose runs lack per-user values are left out (runs logged before they were kept)."""
+    metric = block.valid_metric
+    per_sampler = {}
+    for sampler in block.samplers:
+        runs = block.runs_of(sampler)
+        if runs and all(r.per_user is not None and metric in r.per_user[1] for r in runs):
+            per_sampler[sampler] = mean_over_seeds([(r.per_user[0], r.per_user[1][metric]) for r in runs])
+    return [against_best(per_sampler, target, TEST_PREFIX + metric)
+            for target in PAPER_SAMPLERS if target in per_sampler and len(per_sampler) > 1]
 
 
 # --------------------------------------------------------------------------- popularity bands

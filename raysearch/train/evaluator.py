@@ -87,7 +87,8 @@ class Evaluator:
                     return (user_q[u].unsqueeze(1) * items[c]).sum(-1)
 
                 result = evaluate_sampled(pair_scores, heldout, negatives, self.cfg.ks, self.cfg.metrics,
-                                          tie=self.cfg.tie, users=self.users, batch_users=self.cfg.batch_users)
+                                          tie=self.cfg.tie, users=self.users, batch_users=self.cfg.batch_users,
+                                          item_bands=self.item_bands)
         finally:
             model.train(was_training)
         return self.context.gather_eval(result)

@@ -28,6 +28,7 @@ from raysearch.data.dataset import Dataset
 from raysearch.data.interactions import Interactions
 from raysearch.distributed.table_actors import DRAWS
 from raysearch.errors import ConfigError
+from raysearch.evaluation import PER_USER_FILE, save_per_user
 from raysearch.evaluation.breakdown import group_means
 from raysearch.models import make_model
 from raysearch.models.base import Recommender
@@ -334,6 +335,8 @@ def run_training(cfg: RunConfig, dataset: Dataset, run_dir: RunDir, context: Tra
         "run_dir": str(run_dir.path),
     }
     if context.is_main:
+        if test is not None:  # per-user test values: the paired significance tests between samplers
+            save_per_user(test, run_dir.path / PER_USER_FILE)
         run_dir.write_json("results.json", results)
         if logger is not None:
             logger.finish(results, run_dir.path)

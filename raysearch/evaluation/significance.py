@@ -1,0 +1,109 @@
+"""Paired significance tests between two samplers over the same test users.
+
+Two samplers evaluated on one split score the same users, so their per-user metric values pair up: the
+test asks whether the mean per-user difference is zero. With several seeds per sampler, a user's value
+is first averaged over the sampler's seeds (the seeds' variation is then inside each user's value and the
+test stays paired over users, as in the ICPNS paper's t-tests over users).
+
+Two tests, both two-sided: the paired t-test (the mean difference) and the Wilcoxon signed-rank test
+(no normality assumption; per-user NDCG is far from normal, with many zeros). Users where both values
+are equal carry no sign and are dropped by Wilcoxon (``zero_method="wilcox"``), not by the t-test.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+PAPER_SAMPLERS = ("icpns", "gdns")
+"""The samplers of the source papers: studies and reports test each against the best other sampler."""
+
+PerUser = tuple[np.ndarray, np.ndarray]
+"""``(users int64 (n,), values float64 (n,))``: one metric of one evaluation, users ascending."""
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """``b`` against ``a`` on ``metric`` over ``n_users`` paired users; ``diff = mean_b - mean_a``.
+
+    ``ci95``: the t-interval of the mean difference. ``p_t``/``p_wilcoxon``: two-sided p-values (1.0 when
+    every difference is zero).
+    """
+
+    metric: str
+    a: str
+    b: str
+    n_users: int
+    mean_a: float
+    mean_b: float
+    diff: float
+    ci95: tuple[float, float]
+    t: float
+    p_t: float
+    p_wilcoxon: float
+
+    @property
+    def relative(self) -> float:
+        """``diff / mean_a`` (NaN when ``mean_a`` is 0)."""
+        return self.diff / self.mean_a if self.mean_a else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ci95": list(self.ci95), "relative": self.relative}
+
+
+def mean_over_seeds(runs: Sequence[PerUser]) -> PerUser:
+    """One value per user: the mean over ``runs`` (the seeds of one configuration), which must have
+    evaluated the same users."""
+    if not runs:
+        raise ValueError("mean_over_seeds needs at least one run")
+    users = np.asarray(runs[0][0], dtype=np.int64)
+    for other, _ in runs[1:]:
+        if not np.array_equal(np.asarray(other), users):
+            raise ValueError("the runs evaluated different users: seeds of one configuration must share the split")
+    return users, np.mean([np.asarray(values, dtype=np.float64) for _, values in runs], axis=0)
+
+
+def paired_test(a: PerUser, b: PerUser, metric: str, name_a: str = "a", name_b: str = "b") -> PairedTest:
+    """Paired t-test and Wilcoxon signed-rank test of ``b`` against ``a`` over their common users.
+
+    Raises ``ValueError`` when fewer than two users are common to both (e.g. different splits).
+    """
+    users, ia, ib = np.intersect1d(np.asarray(a[0]), np.asarray(b[0]), assume_unique=True, return_indices=True)
+    if users.size < 2:
+        raise ValueError(f"{name_a} and {name_b} share {users.size} evaluated user(s); a paired test needs two "
+                         "(were they evaluated on the same split?)")
+    va = np.asarray(a[1], dtype=np.float64)[ia]
+    vb = np.asarray(b[1], dtype=np.float64)[ib]
+    d = vb - va
+    n = d.size
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    if sd == 0.0:  # every difference equal: no variance to test against
+        t, p_t = (math.copysign(math.inf, mean), 0.0) if mean else (0.0, 1.0)
+        ci = (mean, mean)
+    else:
+        t_res = stats.ttest_rel(vb, va)
+        t, p_t = float(t_res.statistic), float(t_res.pvalue)
+        half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+        ci = (mean - half, mean + half)
+    p_w = float(stats.wilcoxon(d, zero_method="wilcox").pvalue) if np.any(d != 0) else 1.0
+    return PairedTest(metric=metric, a=name_a, b=name_b, n_users=int(n), mean_a=float(va.mean()),
+                      mean_b=float(vb.mean()), diff=mean, ci95=ci, t=t, p_t=p_t, p_wilcoxon=p_w)
+
+
+def against_best(per_sampler: Mapping[str, PerUser], target: str, metric: str) -> PairedTest:
+    """``target`` against the best other sampler (highest mean of ``metric``) of ``per_sampler``.
+
+    ``per_sampler``: each sampler's per-user values, already averaged over its seeds.
+    """
+    if target not in per_sampler:
+        raise ValueError(f"no per-user values for {target!r}; have {sorted(per_sampler)}")
+    others = {name: v for name, v in per_sampler.items() if name != target}
+    if not others:
+        raise ValueError(f"no baseline to test {target!r} against")
+    best = max(sorted(others), key=lambda name: float(np.mean(others[name][1])))
+    return paired_test(others[best], per_sampler[target], metric, name_a=best, name_b=target)
