@@ -1,6 +1,7 @@
 """The one-process trainer and pipelines on synthetic data: learning, selection, resume, ICPNS, GDNS."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from raysearch.config import load_run_config
 from raysearch.train import train
 from raysearch.train.checkpoint import load_checkpoint
 from raysearch.train.evaluator import Evaluator
-from raysearch.train.pipeline import hold_out_false_negatives, run_training
+from raysearch.train.pipeline import hold_out_false_negatives, probability_below, run_training
 from raysearch.train.rundir import RunDir
 from raysearch.train.trainer import InjectedFailure
 
@@ -122,6 +123,16 @@ def test_gdns_group_wise_training_and_false_negative_analysis(small_dataset, tmp
     final = analysis["final"]
     assert final["G_false_negatives"]["n"] > 0 and final["G_true_negatives"]["n"] > 0
     assert sum(final["H_true_negatives"]["histogram"]["counts"]) == final["H_true_negatives"]["n"]
+    assert set(final["separation"]) == {"P(H_fn > H_tn)", "P(G_fn < G_tn)"}
+    assert all(0 <= v <= 1 for v in final["separation"].values())
+
+
+def test_probability_below_counts_pairs_and_half_ties():
+    # pairs (a, b): 1<2, 1<3, 2=2 (half), 2<3, 4>2, 4>3 -> (1 + 1 + 0.5 + 1) / 6
+    assert probability_below(np.array([1.0, 2.0, 4.0]), np.array([2.0, 3.0])) == pytest.approx(3.5 / 6)
+    assert probability_below(np.zeros(3), np.zeros(4)) == 0.5
+    assert probability_below(np.array([9.0]), np.array([1.0, 2.0])) == 0.0
+    assert math.isnan(probability_below(np.zeros(0), np.ones(2)))
 
 
 def test_hold_out_false_negatives_takes_one_positive_per_eligible_user(small_dataset):

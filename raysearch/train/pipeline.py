@@ -12,6 +12,7 @@ at the very end; the result records the protocol, dataset fingerprint, seed and 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.stats import rankdata
 
 from raysearch.communities import cluster_users, community_summary
 from raysearch.config import RunConfig, from_mapping, require, to_plain
@@ -211,8 +213,22 @@ def hold_out_false_negatives(train: Interactions, rng: np.random.Generator
     return users[chosen], items[chosen], reduced
 
 
+def probability_below(a: np.ndarray, b: np.ndarray) -> float:
+    """P(x < y) + P(x = y) / 2 for x from ``a`` and y from ``b`` drawn independently (the Mann-Whitney
+    statistic over n_a n_b; 0.5 when the two cannot be told apart); NaN when either is empty."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if not (a.size and b.size):
+        return math.nan
+    ranks = rankdata(np.concatenate([a, b]))  # average ranks for ties
+    u_above = ranks[: a.size].sum() - a.size * (a.size + 1) / 2  # pairs with a above b, ties half
+    return float(1.0 - u_above / (a.size * b.size))
+
+
 def false_negative_stats(sampler: Any, histogram_bins: int | None = None) -> dict[str, Any]:
-    """Quantiles (and optionally histograms on [0, 1]) of H and G for pinned vs other seen pool entries."""
+    """Quantiles (and optionally histograms on [0, 1]) of H and G for pinned vs other seen pool entries,
+    and how well each separates them: ``separation`` holds P(H_fn > H_tn) and P(G_fn < G_tn) for a random
+    false negative against a random true negative (0.5: no separation; the paper's finding is that both
+    exceed 0.5: false negatives keep a high score gap H and gain little, so a low G keeps them out)."""
     state = sampler.pool_state()
     seen = np.asarray(state["seen"], dtype=bool)
     pinned = np.asarray(state["pinned"], dtype=bool) & seen
@@ -231,6 +247,9 @@ def false_negative_stats(sampler: Any, histogram_bins: int | None = None) -> dic
                     counts, edges = np.histogram(v, bins=histogram_bins, range=(0.0, 1.0))
                     entry["histogram"] = {"counts": counts.tolist(), "edges": edges.tolist()}
             out[f"{key}_{label}"] = entry
+        fn, tn = values[pinned], values[others]
+        out.setdefault("separation", {})[f"P({key}_fn {'>' if key == 'H' else '<'} {key}_tn)"] = (
+            1.0 - probability_below(fn, tn) if key == "H" else probability_below(fn, tn))
     return out
 
 
