@@ -106,11 +106,11 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     from raysearch.tune import load_study, run_study, start_study
 
     if args.resume:
-        if args.overrides:
-            raise RaysearchError("--resume continues a study as it was started; drop the overrides")
+        if args.overrides or args.experiment:
+            raise RaysearchError("--resume continues a study as it was started; drop the overrides and --experiment")
         study = load_study(args.resume, tracking_uri=args.tracking_uri)
     else:
-        study = start_study(args.overrides, args.out, args.tracking_uri)
+        study = start_study(args.overrides, args.out, args.tracking_uri, experiment=args.experiment)
     print(f"study directory: {study.path}  (MLflow: {study.tracking_uri}, experiment {study.experiment})")
     try:
         run_study(study, data_dir=args.data_dir, cache_dir=args.cache_dir)
@@ -226,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="e.g. search=icpns dataset=ml-100k model=lightgcn trainer.epochs=50")
     p.add_argument("--out", help="study directory (default: studies/<search>-<time>)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<cwd>/mlflow.db)")
+    p.add_argument("--experiment", help="MLflow experiment to log into (default: <search>-<study dir>); studies "
+                   "sharing one are compared in one report")
     p.add_argument("--resume", metavar="DIR", help="continue an interrupted study")
     p.set_defaults(func=_cmd_tune)
 

@@ -117,6 +117,7 @@ class SearchOptions:
     final_seeds: int = 1  # re-train the selected configuration of each sampler on this many seeds
     seed: int = 0  # the search's own seed (Optuna's TPE)
     share_pretraining: bool = True  # ICPNS: pre-train once when only sampler.* keys are searched
+    only: tuple[str, ...] = ()  # search only these of the file's samplers (e.g. to redo one); () = all
 
     def __post_init__(self) -> None:
         require(self.num_samples >= 1, "search.num_samples", "must be >= 1")
@@ -154,6 +155,12 @@ def load_search(name: str, overrides: Mapping[str, Any] = ()) -> SearchConfig:
         samplers[str(sampler)] = {k: Dimension.parse(k, v, f"search.samplers.{sampler}")
                                   for k, v in dict(space or {}).items()}
     shared = {k: Dimension.parse(k, v, "search.shared") for k, v in dict(spaces.get("shared") or {}).items()}
+    unknown = [s for s in options.only if s not in samplers]
+    if unknown:
+        raise ConfigError(f"search.only: {', '.join(unknown)} not in the study {name!r} "
+                          f"(its samplers: {', '.join(samplers)})")
+    if options.only:
+        samplers = {s: space for s, space in samplers.items() if s in options.only}
     return SearchConfig(name=name, samplers=samplers, shared=shared, options=options)
 
 
@@ -323,8 +330,12 @@ class Study:
         return self.path / "tune"
 
 
-def start_study(args_overrides: Sequence[str], out: str | Path | None, tracking_uri: str | None) -> Study:
-    """Parse ``search=NAME``, ``search.*`` and the run overrides into a new study directory."""
+def start_study(args_overrides: Sequence[str], out: str | Path | None, tracking_uri: str | None,
+                experiment: str | None = None) -> Study:
+    """Parse ``search=NAME``, ``search.*`` and the run overrides into a new study directory.
+
+    ``experiment``: the MLflow experiment to log into (several studies may share one, so that one report
+    compares them); default ``<search>-<study directory name>``."""
     from raysearch.tracking import resolve_tracking_uri
 
     overrides = expand_experiments(args_overrides)
@@ -352,7 +363,7 @@ def start_study(args_overrides: Sequence[str], out: str | Path | None, tracking_
         raise ConfigError(f"--out {path}: a study exists there; use --resume {path} or another --out")
     path.mkdir(parents=True, exist_ok=True)
     uri = resolve_tracking_uri(tracking_uri)
-    experiment = f"{search_name}-{path.resolve().name}"
+    experiment = experiment or f"{search_name}-{path.resolve().name}"
     write_json_atomic(path / "study.json", {"search": search_name, "search_overrides": search_values,
                                             "base": base, "tracking_uri": uri, "experiment": experiment})
     return Study(path, search, base, uri, experiment)

@@ -18,6 +18,7 @@ from raysearch.errors import ConfigError
 from raysearch.tune import (
     Dimension,
     load_search,
+    load_study,
     pretraining_overrides,
     run_study,
     start_study,
@@ -38,6 +39,17 @@ def test_search_file_and_override_validation():
         Dimension.parse("lr", {"float": [0, 1], "log": True}, "search.samplers.x")
     with pytest.raises(ConfigError, match=r"give exactly one of int, float, choice"):
         Dimension.parse("lr", {"float": [0, 1], "int": [0, 1]}, "search.shared")
+
+
+def test_only_restricts_the_samplers_and_experiment_names_the_mlflow_experiment(tmp_path):
+    assert list(load_search("compare", {"only": ["gdns", "rns"]}).samplers) == ["rns", "gdns"]  # file order
+    with pytest.raises(ConfigError, match=r"search\.only: ngcf not in the study 'compare' \(its samplers: rns, pns"):
+        load_search("compare", {"only": ["ngcf"]})
+    study = start_study(["search=compare", "search.only=[dns]"], tmp_path / "a", None, experiment="shared")
+    assert list(study.search.samplers) == ["dns"] and study.experiment == "shared"
+    resumed = load_study(tmp_path / "a")
+    assert list(resumed.search.samplers) == ["dns"] and resumed.experiment == "shared"
+    assert start_study(["search=compare"], tmp_path / "b", None).experiment == "compare-b"
 
 
 def test_start_study_rejects_a_sampler_choice_and_bad_keys(tmp_path):
