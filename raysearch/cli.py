@@ -136,6 +136,16 @@ def _cmd_ui(args: argparse.Namespace) -> int:
         return 0
 
 
+def _cmd_track(args: argparse.Namespace) -> int:
+    from raysearch.tracking import resolve_tracking_uri, track_run_dir
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    for run_dir in args.run_dirs:
+        run_id = track_run_dir(run_dir, uri, args.experiment)
+        print(f"{run_dir}: MLflow run {run_id} in experiment {args.experiment} ({uri})")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from raysearch.report import build_report
 
@@ -236,6 +246,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     p.set_defaults(func=_cmd_ui)
+
+    p = sub.add_parser(
+        "track",
+        help="log finished run directories (trained without tracking) to an MLflow experiment",
+        description="Log each finished `raysearch train` run directory to MLflow as if it had been tracked "
+        "(parameters, tags, per-epoch metrics, test metrics, artifacts), so that `raysearch report` shows it. "
+        "Nothing is re-trained or re-evaluated.",
+    )
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--experiment", required=True, help="MLflow experiment to log into (created if absent)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<cwd>/mlflow.db)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    p.set_defaults(func=_cmd_track)
 
     p = sub.add_parser(
         "report",

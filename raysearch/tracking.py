@@ -128,3 +128,32 @@ class TrainingRunLogger:
 
     def fail(self) -> None:
         self.client.set_terminated(self.run_id, "FAILED")
+
+
+def track_run_dir(run_dir: str | Path, tracking_uri: str | None, experiment: str) -> str:
+    """Log a finished run directory (``raysearch train`` without tracking) to MLflow as if it had been
+    tracked: parameters, tags, the per-epoch metrics of ``metrics.jsonl``, the test metrics and the
+    artifacts. Returns the MLflow run id. The run is not re-evaluated: what it recorded is what is logged.
+    """
+    import dataclasses
+    import json
+
+    from raysearch.config import build_run_config
+    from raysearch.errors import ConfigError
+    from raysearch.train.rundir import RunDir
+
+    rd = RunDir(run_dir, writable=False)
+    if not rd.results_path.exists():
+        raise ConfigError(f"{rd.path}: no results.json (not a finished raysearch run)")
+    results = json.loads(rd.results_path.read_text())
+    cfg = build_run_config(rd.read_config())
+    cfg = dataclasses.replace(cfg, tracking=dataclasses.replace(
+        cfg.tracking, enabled=True, uri=resolve_tracking_uri(tracking_uri), experiment=experiment))
+    tags = run_tags(cfg, results["dataset"]["name"], results["dataset"]["fingerprint"],
+                    results["protocol"]["protocol"], results.get("raysearch_version", ""))
+    logger = TrainingRunLogger(cfg, {**tags, f"{TAG_PREFIX}imported_from": str(rd.path.resolve())},
+                               run_name=rd.path.name)
+    for step, record in enumerate(rd.read_metrics()):
+        logger.log_epoch(record, step)
+    logger.finish(results, rd.path)
+    return logger.run_id

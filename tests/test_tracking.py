@@ -1,5 +1,6 @@
 """MLflow tracking of `raysearch train` (from the training process) and the `raysearch ui` command."""
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from raysearch.cli import main
 from raysearch.distributed.process_group import free_port
 from raysearch.tracking import mlflow_key, resolve_tracking_uri
 from raysearch.train import train
@@ -64,3 +66,24 @@ def test_ui_serves_the_store_on_loopback(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_track_logs_a_finished_untracked_run_as_train_would(tmp_path, capsys):
+    results = train(["trainer.epochs=3", "trainer.progress=false", "model.dim=8"], out=tmp_path / "run")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert main(["track", str(tmp_path / "run"), "--experiment", "later", "--tracking-uri", uri]) == 0
+    assert "MLflow run" in capsys.readouterr().out
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("later").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.params["trainer.epochs"] == "3"
+    assert run.data.tags["raysearch.protocol"] == results["protocol"]["protocol"]
+    assert run.data.tags["raysearch.imported_from"] == str((tmp_path / "run").resolve())
+    assert run.data.metrics["test/ndcg_at_10"] == pytest.approx(results["test"]["ndcg@10"], abs=0)
+    history = client.get_metric_history(run.info.run_id, "valid/ndcg_at_10")
+    assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx(
+        [r["valid"]["ndcg@10"] for r in (json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").open())])
+    assert {"results.json", "test_per_user.npz"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+
+    (tmp_path / "unfinished").mkdir()
+    assert main(["track", str(tmp_path / "unfinished"), "--experiment", "later", "--tracking-uri", uri]) == 2
+    assert "no results.json (not a finished raysearch run)" in capsys.readouterr().err
