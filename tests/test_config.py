@@ -140,6 +140,13 @@ def test_experiment_expands_before_the_command_line_and_per_sampler():
     gdns = load_run_config(["experiment=gdns-paper"])  # nested experiment + gdns-only overrides
     assert gdns.sampler.name == "gdns"
     assert gdns.trainer.optimizer == "adagrad" and gdns.trainer.lr == 0.09 and gdns.trainer.batch_size == 1024
+    # the ICPNS protocol on ML-1M: nested twice; GDNS's users a step make the protocol's 4096 rows a step
+    ml1m = load_run_config(["experiment=icpns-protocol-ml-1m", "sampler=gdns"])
+    assert ml1m.dataset.name == "ml-1m-icpns" and ml1m.dataset.pool and ml1m.trainer.patience == 100
+    assert ml1m.trainer.batch_size * ml1m.sampler.params["group_size"] == 4096
+    assert load_run_config(["experiment=icpns-protocol-ml-1m", "sampler=rns"]).trainer.batch_size == 4096
+    fn = load_run_config(["experiment=gdns-false-negatives", "dataset=ml-100k-loo"])
+    assert fn.sampler.params["false_negative_analysis"] is True and fn.dataset.name == "ml-100k-loo"
 
 
 def test_unknown_experiment_is_named():
