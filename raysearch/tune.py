@@ -338,9 +338,11 @@ def start_study(args_overrides: Sequence[str], out: str | Path | None, tracking_
     compares them); default ``<search>-<study directory name>``."""
     from raysearch.tracking import resolve_tracking_uri
 
-    overrides = expand_experiments(args_overrides)
+    # experiment=NAME stays unexpanded in the base: each trial expands it with its own sampler, so that
+    # the experiment's per-sampler overrides (sampler_overrides) reach that sampler's trials
+    expand_experiments(args_overrides)  # unknown experiments fail now
     search_name, search_values, base = None, {}, []
-    for text in overrides:
+    for text in args_overrides:
         key, value = parse_override(text)
         if key == "search":
             search_name = str(value)

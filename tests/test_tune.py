@@ -61,6 +61,26 @@ def test_start_study_rejects_a_sampler_choice_and_bad_keys(tmp_path):
         start_study(["trainer.epochs=3"], tmp_path / "c", None)
 
 
+def test_each_trial_gets_its_samplers_experiment_overrides(tmp_path):
+    """An experiment's sampler_overrides reach the trials of that sampler (and only them); searched
+    values still win over them."""
+    study = start_study(["search=gdns-protocol", "experiment=srns-protocol-ml-100k", "trainer.seed=5"],
+                        tmp_path / "s", None)
+    assert study.base == ["experiment=srns-protocol-ml-100k", "trainer.seed=5"]
+
+    def trial(sampler, **searched):
+        config = {"_base": study.base, "_sampler": sampler, "_fixed": [], **searched}
+        return build_run_config(resolve(trial_overrides(config)))
+
+    gdns, rns = trial("gdns", **{"trainer.lr": 0.05}), trial("rns")
+    assert gdns.trainer.optimizer == "adagrad" and gdns.trainer.batch_size == 1024 and gdns.trainer.lr == 0.05
+    assert rns.trainer.optimizer == "adam" and rns.trainer.batch_size == 1000
+    assert gdns.dataset.name == rns.dataset.name == "ml-100k-loo" and gdns.trainer.seed == 5
+    icpns = build_run_config(resolve(trial_overrides({"_base": ["experiment=icpns-protocol"], "_sampler": "icpns",
+                                                      "_fixed": [], "sampler.alpha": 0.3})))
+    assert icpns.sampler.params["finetune_epochs"] == 200 and icpns.sampler.params["alpha"] == 0.3
+
+
 def test_trial_overrides_put_searched_values_last():
     config = {"_base": ["trainer.epochs=3"], "_sampler": "icpns", "_fixed": ["trainer.seed=7"],
               "sampler.alpha": 0.25, "sampler.n_communities": 4}
