@@ -244,7 +244,7 @@ def gains_by_item(gdns) -> dict[int, float]:
 
 
 def test_gdns_gain_update_by_hand_over_two_steps():
-    _, gdns = gdns_two_items(alpha=0.2, eps=1e-8)
+    _, gdns = gdns_two_items(alpha=0.2, eps=1e-8, init_gain=0.0, init_gap=None)  # fresh: gain term 0.5
     rng = np.random.default_rng(0)
     step1 = {0: 1.0, 1: 0.5, 2: -1.0}
     step2 = {0: 0.0, 1: 1.0, 2: -0.5}
@@ -331,7 +331,8 @@ def test_gdns_state_is_o_users_times_pool():
 
 def test_gdns_update_scope_group_updates_only_the_selected_entries():
     train = gdns_train()
-    gdns = make_sampler("gdns", train, group_size=2, num_candidates=8, refresh=0.0, update_scope="group")
+    gdns = make_sampler("gdns", train, group_size=2, num_candidates=8, refresh=0.0, update_scope="group",
+                        init_gain=0.0, init_gap=None)  # fresh entries: gain term 0.5
     _, neg = gdns.sample_groups([0], np.random.default_rng(4), item_id_scorer)
     state = gdns.pool_state(np.array([0]))
     np.testing.assert_array_equal(state["seen"][0], np.isin(state["items"][0], neg[0]))
@@ -396,7 +397,8 @@ def test_gdns_pin_and_pool_state():
 
 def test_gdns_generic_sample_updates_each_distinct_user_once():
     train = gdns_train()
-    gdns = make_sampler("gdns", train, group_size=2, num_candidates=8, refresh=0.0, alpha=0.2)
+    gdns = make_sampler("gdns", train, group_size=2, num_candidates=8, refresh=0.0, alpha=0.2,
+                        init_gain=0.0, init_gap=None)
     constant = lambda u, i: np.zeros(u.size, np.float32)  # noqa: E731  (H constant: gain term 0.5)
     out = gdns.sample([5, 5, 5], train.row(5)[[0, 0, 0]], 2, rng=np.random.default_rng(8), score_fn=constant)
     assert out.shape == (3, 2)

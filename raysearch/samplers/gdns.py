@@ -10,8 +10,10 @@ H_prev (the last expected score gap), G (the gain) and ``seen``. A visit of u at
 4. G^t = alpha G^{t-1} + (1 - alpha) sigmoid((H^{t-1} - H^t) / (H^t + eps)), then H^{t-1} <- H^t.
    ``update_scope="pool"`` (default) updates every entry so every G is meaningful; ``"group"`` updates
    only the N selected, as Algorithm 1 lines 13-18. A never-seen entry uses H^{t-1} := H^t (gain term
-   0.5; or ``init_gap`` when given) and G^{t-1} := ``init_gain`` (default 0). The paper's
-   G^0 = H^0 = 1 is ``init_gain=1.0, init_gap=1.0``;
+   0.5; or ``init_gap``) and G^{t-1} := ``init_gain``. The defaults are the paper's G^0 = H^0 = 1
+   (``init_gain=1.0, init_gap=1.0``): a fresh candidate is tried first. With ``init_gain=0`` fresh
+   candidates sit low on G, so G mostly measures how long an entry has been in the pool, and known
+   false negatives get a higher G than true negatives (RESULTS.md, section 3);
 5. refresh: a share ``refresh`` of the pool slots NOT in the negative group (pinned slots excepted) is
    replaced by fresh uniform non-positives (distinct from the pool when possible), state reset to unseen.
 
@@ -63,8 +65,8 @@ class GDNS(Sampler):
         eps: float = 1e-8  # guards H^t = 0 in the gain ratio
         h_scope: Literal["group", "all"] = "group"  # H over the positive group, or all train positives
         update_scope: Literal["pool", "group"] = "pool"  # which entries get H and G updated each visit
-        init_gain: float = 0.0  # G^{t-1} of a never-seen entry
-        init_gap: float | None = None  # H^{t-1} of a never-seen entry; None: H^t (gain term 0.5)
+        init_gain: float = 1.0  # G^{t-1} of a never-seen entry (the paper's G^0 = 1)
+        init_gap: float | None = 1.0  # H^{t-1} of a never-seen entry (the paper's H^0 = 1); None: H^t
         refresh: float = 0.25  # share of non-selected, unpinned slots replaced after each visit
 
         def __post_init__(self) -> None:
