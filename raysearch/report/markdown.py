@@ -60,7 +60,8 @@ def configuration(runs: Sequence[TrackedRun]) -> str:
     parts = []
     for key in keys:
         values = {r.params.get(key) for r in runs}
-        if values <= {"None", None} or (key in defaults and values == {defaults[key]}):
+        if (values <= {"None", None} and defaults.get(key, "None") == "None") or (
+                key in defaults and values == {defaults[key]}):
             continue
         shown = _param(next(iter(values))) if len(values) == 1 else "(varies)"
         parts.append(f"{key.split('.', 1)[1]}={shown}")
