@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from raysearch.config import load_run_config
+from raysearch.evaluation.significance import probability_below
 from raysearch.train import train
 from raysearch.train.checkpoint import load_checkpoint
 from raysearch.train.evaluator import Evaluator
-from raysearch.train.pipeline import hold_out_false_negatives, probability_below, run_training
+from raysearch.train.pipeline import hold_out_false_negatives, run_training
 from raysearch.train.rundir import RunDir
 from raysearch.train.trainer import InjectedFailure
 

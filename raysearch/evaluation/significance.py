@@ -8,6 +8,9 @@ test stays paired over users, as in the ICPNS paper's t-tests over users).
 Two tests, both two-sided: the paired t-test (the mean difference) and the Wilcoxon signed-rank test
 (no normality assumption; per-user NDCG is far from normal, with many zeros). Users where both values
 are equal carry no sign and are dropped by Wilcoxon (``zero_method="wilcox"``), not by the t-test.
+
+``probability_below`` is the unpaired counterpart for two samples of values (the Mann-Whitney
+probability), used by the GDNS false-negative analysis to say how well H and G separate two groups.
 """
 
 from __future__ import annotations
@@ -107,3 +110,14 @@ def against_best(per_sampler: Mapping[str, PerUser], target: str, metric: str) -
         raise ValueError(f"no baseline to test {target!r} against")
     best = max(sorted(others), key=lambda name: float(np.mean(others[name][1])))
     return paired_test(others[best], per_sampler[target], metric, name_a=best, name_b=target)
+
+
+def probability_below(a: np.ndarray, b: np.ndarray) -> float:
+    """P(x < y) + P(x = y) / 2 for x from ``a`` and y from ``b`` drawn independently (the Mann-Whitney
+    statistic over n_a n_b; 0.5 when the two cannot be told apart); NaN when either is empty."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if not (a.size and b.size):
+        return math.nan
+    ranks = stats.rankdata(np.concatenate([a, b]))  # average ranks for ties
+    u_above = ranks[: a.size].sum() - a.size * (a.size + 1) / 2  # pairs with a above b, ties half
+    return float(1.0 - u_above / (a.size * b.size))

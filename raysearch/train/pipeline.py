@@ -12,7 +12,6 @@ at the very end; the result records the protocol, dataset fingerprint, seed and 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -22,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 
 from raysearch.communities import cluster_users, community_summary
 from raysearch.config import RunConfig, from_mapping, require, to_plain
@@ -32,6 +30,7 @@ from raysearch.distributed.table_actors import DRAWS
 from raysearch.errors import ConfigError
 from raysearch.evaluation import PER_USER_FILE, save_per_user
 from raysearch.evaluation.breakdown import group_means
+from raysearch.evaluation.significance import probability_below
 from raysearch.models import make_model
 from raysearch.models.base import Recommender
 from raysearch.registry import Registry
@@ -211,17 +210,6 @@ def hold_out_false_negatives(train: Interactions, rng: np.random.Generator
     keep[chosen] = False
     reduced = Interactions.from_pairs(users[keep], items[keep], train.n_users, train.n_items)
     return users[chosen], items[chosen], reduced
-
-
-def probability_below(a: np.ndarray, b: np.ndarray) -> float:
-    """P(x < y) + P(x = y) / 2 for x from ``a`` and y from ``b`` drawn independently (the Mann-Whitney
-    statistic over n_a n_b; 0.5 when the two cannot be told apart); NaN when either is empty."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if not (a.size and b.size):
-        return math.nan
-    ranks = rankdata(np.concatenate([a, b]))  # average ranks for ties
-    u_above = ranks[: a.size].sum() - a.size * (a.size + 1) / 2  # pairs with a above b, ties half
-    return float(1.0 - u_above / (a.size * b.size))
 
 
 def false_negative_stats(sampler: Any, histogram_bins: int | None = None) -> dict[str, Any]:
