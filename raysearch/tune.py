@@ -645,7 +645,7 @@ def _significance(finals: list[dict], metric: str) -> list[dict]:
     """ICPNS and GDNS (when in the study) against the best other sampler: paired tests over test users on
     the selection metric, each sampler's per-user values averaged over its final seeds."""
     from raysearch.evaluation import PER_USER_FILE, load_per_user
-    from raysearch.evaluation.significance import PAPER_SAMPLERS, against_best, mean_over_seeds
+    from raysearch.evaluation.significance import paper_samplers_against_best
 
     per_run: dict[str, list] = {}
     for run in finals:
@@ -654,9 +654,7 @@ def _significance(finals: list[dict], metric: str) -> list[dict]:
             return []
         users, values = load_per_user(path)
         per_run.setdefault(run["sampler"], []).append((users, values[metric]))
-    per_sampler = {sampler: mean_over_seeds(runs) for sampler, runs in per_run.items()}
-    return [against_best(per_sampler, target, "test/" + metric).to_dict()
-            for target in PAPER_SAMPLERS if target in per_sampler and len(per_sampler) > 1]
+    return [test.to_dict() for test in paper_samplers_against_best(per_run, "test/" + metric)]
 
 
 def format_summary(summary: dict) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 from raysearch.config import require
 from raysearch.evaluation.result import BAND_NAMES, EvalResult
 
-__all__ = ["BAND_NAMES", "band_recall", "band_slot_counts", "group_means", "popularity_bands"]
+__all__ = ["BAND_NAMES", "band_recall", "band_slot_counts", "check_item_bands", "group_means", "popularity_bands"]
 
 
 def popularity_bands(item_popularity: np.ndarray, shares: Sequence[float] = (0.2, 0.3, 0.5)) -> np.ndarray:
@@ -39,6 +39,14 @@ def popularity_bands(item_popularity: np.ndarray, shares: Sequence[float] = (0.2
     bands = np.empty(n, dtype=np.int8)
     bands[order] = np.repeat(np.arange(len(BAND_NAMES), dtype=np.int8), np.diff([0, *cuts, n]))
     return bands
+
+
+def check_item_bands(item_bands: np.ndarray, n_items: int) -> np.ndarray:
+    """``item_bands`` as int64 (n_items,) band codes in [0, 3); ``ValueError`` otherwise."""
+    item_bands = np.asarray(item_bands, dtype=np.int64)
+    if item_bands.shape != (n_items,) or item_bands.min() < 0 or item_bands.max() >= len(BAND_NAMES):
+        raise ValueError(f"item_bands must be ({n_items},) codes in [0, {len(BAND_NAMES)})")
+    return item_bands
 
 
 def band_slot_counts(top_items: np.ndarray, filled: np.ndarray, item_bands: np.ndarray, k: int) -> np.ndarray:

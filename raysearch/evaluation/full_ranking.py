@@ -36,7 +36,7 @@ import torch
 
 from raysearch.data.interactions import Interactions
 from raysearch.errors import ConfigError, RaysearchError
-from raysearch.evaluation.breakdown import BAND_NAMES, band_recall, band_slot_counts
+from raysearch.evaluation.breakdown import BAND_NAMES, band_recall, band_slot_counts, check_item_bands
 from raysearch.evaluation.metrics import (
     DEFAULT_METRICS,
     TargetPositions,
@@ -109,9 +109,7 @@ def evaluate_full(
         if part.shape != heldout.shape:
             raise ValueError(f"excluded part {name!r} has shape {part.shape}, held-out has {heldout.shape}")
     if item_bands is not None:
-        item_bands = np.asarray(item_bands, dtype=np.int64)
-        if item_bands.shape != (heldout.n_items,) or item_bands.min() < 0 or item_bands.max() >= len(BAND_NAMES):
-            raise ValueError(f"item_bands must be ({heldout.n_items},) codes in [0, {len(BAND_NAMES)})")
+        item_bands = check_item_bands(item_bands, heldout.n_items)
 
     eval_users = evaluated_users(heldout, users)
     k_max = max(ks)

@@ -23,7 +23,7 @@ import torch
 
 from raysearch.data.interactions import Interactions
 from raysearch.errors import ConfigError, DataError, RaysearchError
-from raysearch.evaluation.breakdown import band_recall
+from raysearch.evaluation.breakdown import band_recall, check_item_bands
 from raysearch.evaluation.full_ranking import evaluated_users, user_items
 from raysearch.evaluation.metrics import (
     DEFAULT_METRICS,
@@ -34,7 +34,7 @@ from raysearch.evaluation.metrics import (
     resolve_metrics,
     resolve_tie,
 )
-from raysearch.evaluation.result import BAND_NAMES, EvalResult
+from raysearch.evaluation.result import EvalResult
 
 PairScoreFn = Callable[[torch.Tensor, torch.Tensor], "torch.Tensor | np.ndarray"]
 """``score_fn_pairs(users: int64 (b,), items: int64 (b, c)) -> float (b, c)``, torch or numpy."""
@@ -82,9 +82,7 @@ def evaluate_sampled(
         raise DataError(f"sampled negatives: user {user} has held-out items but no negatives (a row of -1)")
 
     if item_bands is not None:
-        item_bands = np.asarray(item_bands, dtype=np.int64)
-        if item_bands.shape != (heldout.n_items,) or item_bands.min() < 0 or item_bands.max() >= len(BAND_NAMES):
-            raise ValueError(f"item_bands must be ({heldout.n_items},) codes in [0, {len(BAND_NAMES)})")
+        item_bands = check_item_bands(item_bands, heldout.n_items)
     pair_users, pair_items, ranks = [], [], []
     with torch.no_grad():
         for start in range(0, eval_users.size, batch_users):

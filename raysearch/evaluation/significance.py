@@ -112,6 +112,14 @@ def against_best(per_sampler: Mapping[str, PerUser], target: str, metric: str) -
     return paired_test(others[best], per_sampler[target], metric, name_a=best, name_b=target)
 
 
+def paper_samplers_against_best(per_run: Mapping[str, Sequence[PerUser]], metric: str) -> list[PairedTest]:
+    """Each of ``PAPER_SAMPLERS`` present in ``per_run`` (sampler -> its runs' per-user values) against
+    the best other sampler, every sampler's values averaged over its runs first."""
+    per_sampler = {sampler: mean_over_seeds(runs) for sampler, runs in per_run.items() if runs}
+    return [against_best(per_sampler, target, metric)
+            for target in PAPER_SAMPLERS if target in per_sampler and len(per_sampler) > 1]
+
+
 def probability_below(a: np.ndarray, b: np.ndarray) -> float:
     """P(x < y) + P(x = y) / 2 for x from ``a`` and y from ``b`` drawn independently (the Mann-Whitney
     statistic over n_a n_b; 0.5 when the two cannot be told apart); NaN when either is empty."""

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from raysearch.errors import DataError
-from raysearch.evaluation.significance import PAPER_SAMPLERS, PairedTest, against_best, mean_over_seeds
+from raysearch.evaluation.significance import PairedTest, paper_samplers_against_best
 from raysearch.report.runs import TEST_PREFIX, TrackedRun
 
 METRIC_ORDER = ("recall", "ndcg", "mrr", "hit", "precision")  # column order of the comparison table
@@ -176,13 +176,12 @@ def significance(block: Block) -> list[PairedTest]:
     selection metric, paired over test users; a sampler's per-user values are averaged over its runs.
     Samplers whose runs lack per-user values are left out (runs logged before they were kept)."""
     metric = block.valid_metric
-    per_sampler = {}
+    per_run = {}
     for sampler in block.samplers:
         runs = block.runs_of(sampler)
-        if runs and all(r.per_user is not None and metric in r.per_user[1] for r in runs):
-            per_sampler[sampler] = mean_over_seeds([(r.per_user[0], r.per_user[1][metric]) for r in runs])
-    return [against_best(per_sampler, target, TEST_PREFIX + metric)
-            for target in PAPER_SAMPLERS if target in per_sampler and len(per_sampler) > 1]
+        if all(r.per_user is not None and metric in r.per_user[1] for r in runs):
+            per_run[sampler] = [(r.per_user[0], r.per_user[1][metric]) for r in runs]
+    return paper_samplers_against_best(per_run, TEST_PREFIX + metric)
 
 
 # --------------------------------------------------------------------------- popularity bands
