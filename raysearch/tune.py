@@ -3,7 +3,7 @@
 A study (``conf/search/NAME.yaml``) names one or more samplers, each with a search space over any config
 keys (``sampler.*``, ``trainer.*``, ``model.*``), plus a space shared by all of them. For each sampler,
 Ray Tune runs ``num_samples`` trials suggested by Optuna's TPE (seeded; ``constant_liar`` so that trials
-running in parallel get different suggestions) behind a concurrency limit, and ASHA stops unpromising
+running in parallel get different suggestions; the first ``startup_trials`` are TPE's random start-up) behind a concurrency limit, and ASHA stops unpromising
 trials on the validation metric every trial reports after each epoch. Every sampler gets the same
 budget. Trials never touch the test split.
 
@@ -116,6 +116,7 @@ class SearchOptions:
     reduction_factor: float = 2.0  # ASHA: keep the top 1/rf at each rung
     final_seeds: int = 1  # re-train the selected configuration of each sampler on this many seeds
     seed: int = 0  # the search's own seed (Optuna's TPE)
+    startup_trials: int = 10  # TPE: trials drawn at random before TPE models the results (Optuna's default)
     share_pretraining: bool = True  # ICPNS: pre-train once when only sampler.* keys are searched
     only: tuple[str, ...] = ()  # search only these of the file's samplers (e.g. to redo one); () = all
 
@@ -127,6 +128,7 @@ class SearchOptions:
         require(self.grace_period >= 1, "search.grace_period", "must be >= 1")
         require(self.reduction_factor > 1, "search.reduction_factor", "must be > 1")
         require(self.final_seeds >= 1, "search.final_seeds", "must be >= 1")
+        require(self.startup_trials >= 1, "search.startup_trials", "must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -413,6 +415,8 @@ def run_study(study: Study, data_dir: str | None = None, cache_dir: str | None =
     from raysearch.data import load_dataset
 
     load_dataset(base_cfg.dataset, data_dir=data_dir, cache_dir=cache_dir)  # warm the cache once
+    if note := tpe_startup_note(study.search.options):
+        report(note)
 
     selections: dict[str, dict[str, Any]] = {}
     for sampler in study.search.samplers:
@@ -534,8 +538,21 @@ def _optuna(study: Study, metric: str):
     from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(seed=study.search.options.seed, constant_liar=True)
+    options = study.search.options
+    sampler = optuna.samplers.TPESampler(seed=options.seed, constant_liar=True,
+                                         n_startup_trials=options.startup_trials)
     return OptunaSearch(metric=metric, mode="max", sampler=sampler)
+
+
+def tpe_startup_note(options: SearchOptions) -> str | None:
+    """A warning when TPE never leaves its random start-up: its first ``startup_trials`` suggestions are
+    seeded random draws, so with no more trials than that the search is a random search (the same draws
+    for every sampler and backbone of a study that share a space and a seed)."""
+    if options.algorithm != "optuna" or options.num_samples > options.startup_trials:
+        return None
+    return (f"note: {options.num_samples} trial(s) <= TPE's {options.startup_trials} random start-up "
+            f"trials, so this search is a seeded random search; raise search.num_samples or lower "
+            f"search.startup_trials for TPE to use the results")
 
 
 def _max_epochs(study: Study, sampler: str, fixed: list[str]) -> int:

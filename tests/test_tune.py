@@ -22,6 +22,7 @@ from raysearch.tune import (
     pretraining_overrides,
     run_study,
     start_study,
+    tpe_startup_note,
     trial_overrides,
 )
 
@@ -39,6 +40,23 @@ def test_search_file_and_override_validation():
         Dimension.parse("lr", {"float": [0, 1], "log": True}, "search.samplers.x")
     with pytest.raises(ConfigError, match=r"give exactly one of int, float, choice"):
         Dimension.parse("lr", {"float": [0, 1], "int": [0, 1]}, "search.shared")
+
+
+def test_tpe_start_up_trials_reach_optuna_and_a_random_search_says_so():
+    from types import SimpleNamespace
+
+    from raysearch.tune import _optuna
+
+    compare = load_search("compare", {})  # 8 trials: inside TPE's 10 random start-up trials
+    assert compare.options.startup_trials == 10
+    assert "8 trial(s) <= TPE's 10 random start-up trials" in tpe_startup_note(compare.options)
+    assert tpe_startup_note(load_search("compare", {"startup_trials": 4}).options) is None
+    assert tpe_startup_note(load_search("compare", {"num_samples": 11}).options) is None
+    assert tpe_startup_note(load_search("icpns-k-alpha", {"algorithm": "grid", "num_samples": 1}).options) is None
+    search = _optuna(SimpleNamespace(search=load_search("compare", {"startup_trials": 3})), "valid/ndcg@10")
+    assert search._sampler._n_startup_trials == 3
+    with pytest.raises(ConfigError, match=r"search\.startup_trials: must be >= 1"):
+        load_search("compare", {"startup_trials": 0})
 
 
 def test_only_restricts_the_samplers_and_experiment_names_the_mlflow_experiment(tmp_path):
