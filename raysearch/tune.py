@@ -3,9 +3,9 @@
 A study (``conf/search/NAME.yaml``) names one or more samplers, each with a search space over any config
 keys (``sampler.*``, ``trainer.*``, ``model.*``), plus a space shared by all of them. For each sampler,
 Ray Tune runs ``num_samples`` trials suggested by Optuna's TPE (seeded; ``constant_liar`` so that trials
-running in parallel get different suggestions; the first ``startup_trials`` are TPE's random start-up) behind a concurrency limit, and ASHA stops unpromising
-trials on the validation metric every trial reports after each epoch. Every sampler gets the same
-budget. Trials never touch the test split.
+running in parallel get different suggestions; the first ``startup_trials`` are TPE's random start-up)
+behind a concurrency limit, and ASHA stops unpromising trials on the validation metric every trial
+reports after each epoch. Every sampler gets the same budget. Trials never touch the test split.
 
 After the search, the best trial of each sampler (its best validation value) is re-trained on
 ``final_seeds`` seeds, and only these final runs evaluate the test split, once each: in MLflow they are
