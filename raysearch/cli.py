@@ -178,7 +178,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-BENCHES = {"samplers": "samplers", "eval": "evaluation", "scale": "scale", "tables": "tables"}
+BENCHES = {"samplers": "samplers", "scoring": "scoring", "eval": "evaluation", "scale": "scale",
+           "tables": "tables"}
 
 
 # --------------------------------------------------------------------------- parser
@@ -276,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     p.set_defaults(func=_cmd_report)
 
-    bench = sub.add_parser("bench", help="measure speed (samplers, evaluation, distributed scale, table actors)")
+    bench = sub.add_parser("bench", help="measure speed (samplers, dynamic samplers' scoring, evaluation, "
+                                         "distributed scale, table actors)")
     bench.add_argument("what", choices=sorted(BENCHES), help="what to measure")
     _add_common(bench)
     bench.add_argument("--quick", action="store_true", help="a smaller, faster run")

@@ -7,6 +7,7 @@ import torch
 from raysearch.data.interactions import Interactions
 from raysearch.errors import ConfigError
 from raysearch.models import MODELS, make_model
+from raysearch.models import base as models_base
 from raysearch.models.base import l2_regulariser
 from raysearch.models.graph import SparseGraph, mean_normalised_with_self_loops, symmetric_normalised
 
@@ -32,6 +33,33 @@ def test_score_full_scores_and_pairwise_agree(name, graph_train):
     scorer = model.frozen_scorer()
     np.testing.assert_allclose(scorer(np.array([[0, 0], [3, 3]]), np.array([[1, 4], [0, 2]])),
                                full[[0, 0, 1, 1], [1, 4, 0, 2]].reshape(2, 2).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("chunk_pairs", [8192, 3])  # one chunk; chunks of one row (5 x 2 pairs a row)
+@pytest.mark.parametrize("name", MODELS.names())
+def test_scorer_broadcasts_users_over_items_with_the_same_floats_as_repeated_ids(
+        name, chunk_pairs, graph_train, monkeypatch):
+    monkeypatch.setattr(models_base, "SCORER_CHUNK_PAIRS", chunk_pairs)
+    torch.manual_seed(1)
+    model = make_model(name, 12, 9, graph_train).eval()
+    scorer = model.frozen_scorer()
+    assert scorer.broadcasts
+    users = np.array([0, 3, 7, 11])
+    items = np.random.default_rng(0).integers(0, 9, (4, 2, 5))
+    repeated = np.broadcast_to(users[:, None, None], items.shape)
+    flat = scorer(repeated.ravel(), items.ravel()).reshape(items.shape)
+    with torch.no_grad():  # the pair-by-pair formula: the user's row repeated for every item
+        reps = model.propagate()
+        user_rows = model.query(reps.users)[torch.as_tensor(repeated.copy())]
+        by_pair = (user_rows * reps.items[torch.as_tensor(items)]).sum(-1)
+    np.testing.assert_array_equal(flat, by_pair.numpy())
+    np.testing.assert_array_equal(scorer(users[:, None, None], items), flat)
+    # users of the larger shape: one item per user, broadcast the other way
+    first = np.broadcast_to(items[:, :1, :1], items.shape)
+    np.testing.assert_array_equal(scorer(repeated, items[:, :1, :1]),
+                                  scorer(repeated.ravel(), first.ravel()).reshape(items.shape))
+    one = scorer(np.int64(3), np.int64(items[1, 0, 0]))  # scalars in, a 0-d array out
+    assert one.shape == () and one == flat[1, 0, 0]
 
 
 @pytest.mark.parametrize("name", MODELS.names())

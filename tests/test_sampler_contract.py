@@ -224,6 +224,18 @@ def test_benchmark_smoke_run_reports_every_sampler():
     assert any("choice(p)" in line and "pns" in line and "x)" in line for line in lines)
 
 
+def test_scoring_benchmark_smoke_run_draws_the_same_negatives_with_both_scorers():
+    from raysearch.bench.scoring import run
+
+    lines: list[str] = []
+    rows = run(report=lines.append, quick=True)  # raises if the two scorers' draws differ at any batch
+    assert [r["sampler"] for r in rows] == ["srns", "dns", "gdns"]
+    for row in rows:
+        assert row["batches"] > 1 and row["trainer_s"] > 0 and row["pair_by_pair_s"] > 0
+        assert row["speedup"] == pytest.approx(row["pair_by_pair_s"] / row["trainer_s"])
+    assert sum("identical draws" in line for line in lines) == 3
+
+
 def test_benchmark_interleaves_contenders_with_a_rotating_order():
     from raysearch.bench.samplers import interleaved
 

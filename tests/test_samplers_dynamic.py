@@ -414,3 +414,50 @@ def test_gdns_sample_groups_input_errors():
         gdns.sample_groups([0, 0], 0, item_id_scorer)
     with pytest.raises(SamplingError, match="user 2 has no training positives"):
         gdns.sample_groups([0, 2], 0, item_id_scorer)
+
+
+# --------------------------------------------------------------------------- broadcasting scorers
+def mf_scorer(n_users: int, n_items: int, seed: int = 0):
+    """A broadcasting MF scorer (``make_scorer``) over random embeddings."""
+    import torch
+
+    from raysearch.models import make_model
+    from raysearch.models.base import make_scorer
+
+    torch.manual_seed(seed)
+    model = make_model("mf", n_users, n_items, None, dim=8)
+    return make_scorer(model, model.propagate())
+
+
+@pytest.mark.parametrize(("name", "params"), [("dns", {"num_candidates": 5}), ("srns", {"warmup": 0.0}),
+                                              ("gdns", {"num_candidates": 16, "group_size": 4})])
+def test_a_broadcasting_scorer_draws_the_same_negatives_as_repeated_user_ids(name, params):
+    train = srns_train(n_users=40, n_items=200)
+    fast = mf_scorer(40, 200)
+    plain = lambda u, i: fast(u, i)  # noqa: E731  (not marked: gets 1-d arrays of repeated user ids)
+    assert fast.broadcasts and not hasattr(plain, "broadcasts")
+    users = np.random.default_rng(5).integers(0, 40, 64)  # repeats, as rows of a batch have
+    if name == "gdns":
+        users = np.random.default_rng(5).permutation(40)[:30]  # groups are drawn for distinct users
+    out = []
+    for scorer in (fast, plain):
+        sampler = make_sampler(name, train, **params)
+        rng = np.random.default_rng(9)
+        draws = []
+        for epoch in range(3):
+            sampler.start_epoch(epoch, rng)
+            if name == "gdns":
+                draws.append(np.concatenate(sampler.sample_groups(users, rng, scorer)))
+            else:
+                draws.append(sampler.sample(users, first_positive(train, users), 2, rng=rng, score_fn=scorer))
+            sampler.end_epoch(epoch, mf_scorer(40, 200, seed=epoch + 1))  # SRNS's std term uses snapshots
+        out.append(np.stack(draws))
+    np.testing.assert_array_equal(out[0], out[1])
+
+
+def test_call_scorer_rejects_users_that_do_not_broadcast_against_items():
+    from raysearch.samplers.base import call_scorer
+
+    message = r"users of shape \(3,\) do not broadcast against items of shape \(2, 4\)"
+    with pytest.raises(SamplingError, match=message):
+        call_scorer(mf_scorer(5, 6), np.arange(3), np.zeros((2, 4), dtype=np.int64))

@@ -69,12 +69,39 @@ def sigmoid(x: np.ndarray, dtype: type = np.float64) -> np.ndarray:
     return expit(np.asarray(x, dtype=dtype))
 
 
+def broadcasting(score_fn: ScoreFn) -> ScoreFn:
+    """Mark ``score_fn`` as accepting ``users`` broadcastable against ``items`` (e.g. (B, 1) against
+    (B, k)) and returning scores of ``items``' shape; ``call_scorer`` then passes the user ids as they
+    are instead of repeating each one k times."""
+    score_fn.broadcasts = True  # type: ignore[attr-defined]
+    return score_fn
+
+
 def call_scorer(score_fn: ScoreFn, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """Scores float64 of ``items``' shape; ``score_fn`` gets two 1-d int64 arrays of equal length."""
+    """Scores float64 of ``items``' shape, for ``users`` broadcastable against ``items``.
+
+    A plain ``score_fn`` gets two 1-d int64 arrays of equal length (the user ids repeated to ``items``'
+    shape); one marked with ``broadcasting`` gets the int64 arrays in their own shapes, which saves
+    gathering each user's row once per item (the cost of SRNS's and DNS's scoring).
+    """
     items = np.asarray(items, dtype=np.int64)
-    flat_users = np.ascontiguousarray(np.broadcast_to(users, items.shape), dtype=np.int64).ravel()
-    scores = np.asarray(score_fn(flat_users, np.ascontiguousarray(items).ravel()), dtype=np.float64)
-    if scores.shape != (items.size,):
+    users = np.asarray(users, dtype=np.int64)
+    try:
+        fits = np.broadcast_shapes(users.shape, items.shape) == items.shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise SamplingError(
+            f"users of shape {users.shape} do not broadcast against items of shape {items.shape}"
+        )
+    if getattr(score_fn, "broadcasts", False):
+        scores = np.asarray(score_fn(users, items), dtype=np.float64)
+        expected = items.shape
+    else:
+        flat_users = np.ascontiguousarray(np.broadcast_to(users, items.shape)).ravel()
+        scores = np.asarray(score_fn(flat_users, np.ascontiguousarray(items).ravel()), dtype=np.float64)
+        expected = (items.size,)
+    if scores.shape != expected:
         raise SamplingError(f"score_fn returned shape {scores.shape} for {items.size} (user, item) pairs")
     return scores.reshape(items.shape)
 
@@ -129,7 +156,8 @@ class Sampler(ABC):
         ``score_fn(users, items) -> scores``: the current model, needed by dynamic samplers and ignored by
         static ones. It receives two 1-d int64 numpy arrays of equal length and returns numpy float32 (or
         float64) scores of that length, computed without gradients (the trainer wraps its model in
-        ``torch.no_grad`` and converts). Returns int64 (B, num_negatives); no entry is a training
+        ``torch.no_grad`` and converts); one marked with ``broadcasting`` receives broadcastable arrays
+        and returns scores of the items' shape. Returns int64 (B, num_negatives); no entry is a training
         positive of its row's user.
         """
         users = as_ids(users, "users")
