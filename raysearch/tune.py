@@ -567,13 +567,23 @@ def _max_epochs(study: Study, sampler: str, fixed: list[str]) -> int:
 
 
 def _best_trial(grid, metric: str, space: Mapping[str, Dimension], sampler: str, fixed: list[str]) -> dict:
-    """The trial with the highest validation value it ever reached (read from each trial's own
-    ``metrics.jsonl``, ASHA-stopped trials included) and the compute the search used (trial-epochs)."""
+    """The trial with the highest validation value it reached in its pipeline's output stage (read from
+    each trial's own ``metrics.jsonl``, ASHA-stopped trials included) and the compute the search used
+    (trial-epochs).
+
+    Only the output stage counts: it holds the model a run returns. ICPNS's pre-training reports
+    validation too (ASHA ranks trials on it while they pre-train), but its best epoch is an RNS model; a
+    trial stopped before fine-tuning produced no ICPNS model and cannot be selected.
+    """
+    from raysearch.train.pipeline import pipeline_of
+
     name = metric.removeprefix(METRIC_PREFIX)
+    stage = pipeline_of(sampler).output_stage
     best, trial_epochs, trials, errors = None, 0, [], []
     for result in grid:
         records = RunDir(Path(result.path) / "run", writable=False).read_metrics()
-        values = [r["valid"][name] for r in records if r.get("valid") and name in r["valid"]]
+        values = [r["valid"][name] for r in records
+                  if r.get("valid") and name in r["valid"] and r.get("stage") == stage]
         trial_epochs += len(records)
         if result.error is not None:
             errors.append(f"{Path(result.path).name}: {result.error}")
@@ -585,7 +595,7 @@ def _best_trial(grid, metric: str, space: Mapping[str, Dimension], sampler: str,
         if best is None or entry["best"] > best["best"]:
             best = entry
     if best is None:
-        detail = "; ".join(errors[:3]) or "no trial reported a validation"
+        detail = "; ".join(errors[:3]) or f"no trial reported a validation in its {stage!r} stage"
         raise ConfigError(f"search for {sampler!r}: no trial reached {metric!r} ({detail})")
     return {"sampler": sampler, "fixed": fixed, "best": best, "trials": trials, "trial_epochs": trial_epochs,
             "errors": errors}

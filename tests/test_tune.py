@@ -116,6 +116,45 @@ def test_shared_pretraining_runs_rns_for_the_icpns_pretraining_epochs():
     assert pretraining_overrides(["trainer.epochs=9"]) == ["trainer.epochs=9", "sampler=rns"]
 
 
+def fake_trials(tmp_path, valid_by_trial):
+    """Tune-result stand-ins: trial name -> [(stage, valid ndcg@10), ...] written as its metrics.jsonl."""
+    from types import SimpleNamespace
+
+    from raysearch.train.rundir import RunDir
+
+    results = []
+    for i, (name, records) in enumerate(valid_by_trial.items()):
+        run = RunDir(tmp_path / name / "run")
+        for epoch, (stage, value) in enumerate(records):
+            run.append_metrics({"stage": stage, "epoch": epoch, "valid": {"ndcg@10": value}})
+        results.append(SimpleNamespace(path=str(tmp_path / name), config={"sampler.alpha": 0.1 * (i + 1)},
+                                       error=None))
+    return results
+
+
+def test_search_ranks_icpns_trials_by_fine_tuning_not_by_pre_training(tmp_path):
+    from raysearch.tune import _best_trial
+
+    space = {"sampler.alpha": Dimension("sampler.alpha", "float", 0.0, 1.0)}
+    grid = fake_trials(tmp_path, {
+        "best-pretrain": [("pretrain", 0.30), ("pretrain", 0.31), ("finetune", 0.20), ("finetune", 0.22)],
+        "best-finetune": [("pretrain", 0.25), ("finetune", 0.26), ("finetune", 0.24)],
+        "stopped-while-pretraining": [("pretrain", 0.40), ("pretrain", 0.41)],
+    })
+    sel = _best_trial(grid, "valid/ndcg@10", space, "icpns", [])
+    assert sel["best"]["path"].endswith("best-finetune") and sel["best"]["best"] == 0.26
+    assert sel["best"]["params"] == {"sampler.alpha": pytest.approx(0.2)}
+    assert [t["best"] for t in sel["trials"]] == [0.22, 0.26]  # the stopped trial has no ICPNS model
+    assert sel["trial_epochs"] == 9  # every epoch of the search counts as compute
+    # one-stage samplers rank by their single stage
+    rns = _best_trial(fake_trials(tmp_path / "rns", {"a": [("train", 0.1)], "b": [("train", 0.3)]}),
+                      "valid/ndcg@10", space, "rns", [])
+    assert rns["best"]["path"].endswith("b")
+    with pytest.raises(ConfigError, match="no trial reported a validation in its 'finetune' stage"):
+        _best_trial(fake_trials(tmp_path / "none", {"a": [("pretrain", 0.4)]}), "valid/ndcg@10", space, "icpns",
+                    [])
+
+
 def test_study_significance_pairs_users_over_the_final_seeds(tmp_path):
     from raysearch.evaluation import EvalResult, save_per_user
     from raysearch.tune import _significance

@@ -27,7 +27,7 @@ from raysearch.config import RunConfig, from_mapping, require, to_plain
 from raysearch.data.dataset import Dataset
 from raysearch.data.interactions import Interactions
 from raysearch.distributed.table_actors import DRAWS
-from raysearch.errors import ConfigError
+from raysearch.errors import ConfigError, RaysearchError
 from raysearch.evaluation import PER_USER_FILE, save_per_user
 from raysearch.evaluation.breakdown import group_means
 from raysearch.evaluation.significance import probability_below
@@ -54,10 +54,13 @@ class PipelineRun:
 
 @dataclass(frozen=True)
 class Pipeline:
-    """A registered pipeline: its own config keys (a frozen dataclass) and the function that runs it."""
+    """A registered pipeline: its own config keys (a frozen dataclass), the function that runs it, and
+    its output stage: the last stage it runs, whose best model on validation is the run's model (the one
+    tested, and the one a search must rank trials by)."""
 
     Params: type
     run: Callable[..., PipelineRun]
+    output_stage: str = "train"
 
 
 PIPELINES: Registry[Pipeline] = Registry("pipeline")
@@ -242,18 +245,23 @@ def false_negative_stats(sampler: Any, histogram_bins: int | None = None) -> dic
 
 
 PIPELINES.register("default")(Pipeline(NoParams, run_single))
-PIPELINES.register("icpns")(Pipeline(IcpnsPipelineParams, run_icpns))
+PIPELINES.register("icpns")(Pipeline(IcpnsPipelineParams, run_icpns, output_stage="finetune"))
 PIPELINES.register("gdns")(Pipeline(GdnsPipelineParams, run_gdns))
 
 
 # --------------------------------------------------------------------------- the run
+def pipeline_of(sampler: str) -> Pipeline:
+    """The pipeline ``raysearch train`` runs for ``sampler``: its own, or the single-stage default."""
+    return PIPELINES.get(sampler) if sampler in PIPELINES else PIPELINES.get("default")
+
+
 def validate_components(cfg: RunConfig) -> None:
     """Check model, sampler and pipeline parameters up front (before any directory or data is touched)."""
     from raysearch.models import MODELS
     from raysearch.samplers import SAMPLERS
 
     from_mapping(MODELS.get(cfg.model.name).Params, cfg.model.params, "model")
-    pipeline = PIPELINES.get(cfg.sampler.name) if cfg.sampler.name in PIPELINES else PIPELINES.get("default")
+    pipeline = pipeline_of(cfg.sampler.name)
     _, sampler_params = split_sampler_params(cfg.sampler.params, pipeline.Params)
     SAMPLERS.get(cfg.sampler.name).validate_params(sampler_params)
 
@@ -286,7 +294,7 @@ def run_training(cfg: RunConfig, dataset: Dataset, run_dir: RunDir, context: Tra
     threads = configure_threads(threads if threads is not None else cfg.trainer.threads)
     if cfg.trainer.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("trainer.device: cuda was asked for but torch sees no CUDA device")
-    pipeline = PIPELINES.get(cfg.sampler.name) if cfg.sampler.name in PIPELINES else PIPELINES.get("default")
+    pipeline = pipeline_of(cfg.sampler.name)
     pipeline_params, sampler_params = split_sampler_params(cfg.sampler.params, pipeline.Params)
     model = build_model(cfg, dataset, tables)
     evaluator = Evaluator(dataset, cfg.eval, cfg.trainer.valid_metric, context)
@@ -307,6 +315,9 @@ def run_training(cfg: RunConfig, dataset: Dataset, run_dir: RunDir, context: Tra
         raise
 
     selected = produced.stages[-1]
+    if selected.stage != pipeline.output_stage:
+        raise RaysearchError(f"pipeline of {cfg.sampler.name!r} ended with stage {selected.stage!r}, "
+                             f"not its output stage {pipeline.output_stage!r}")
     # The one and only test evaluation of this run (none at all for a search trial).
     test = evaluator.evaluate(model, "test") if evaluate_test else None
     assignment = produced.extra.pop("community_assignment", None)
