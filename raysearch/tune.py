@@ -587,12 +587,11 @@ def _best_trial(grid, metric: str, space: Mapping[str, Dimension], sampler: str,
         trial_epochs += len(records)
         if result.error is not None:
             errors.append(f"{Path(result.path).name}: {result.error}")
-        if not values:
-            continue
-        entry = {"params": {k: _plain(result.config[k]) for k in space}, "best": float(max(values)),
-                 "epochs": len(records), "path": str(result.path)}
+        # every trial is listed; one without a validation in the output stage has best None
+        entry = {"params": {k: _plain(result.config[k]) for k in space},
+                 "best": float(max(values)) if values else None, "epochs": len(records), "path": str(result.path)}
         trials.append(entry)
-        if best is None or entry["best"] > best["best"]:
+        if values and (best is None or entry["best"] > best["best"]):
             best = entry
     if best is None:
         detail = "; ".join(errors[:3]) or f"no trial reported a validation in its {stage!r} stage"

@@ -144,7 +144,7 @@ def test_search_ranks_icpns_trials_by_fine_tuning_not_by_pre_training(tmp_path):
     sel = _best_trial(grid, "valid/ndcg@10", space, "icpns", [])
     assert sel["best"]["path"].endswith("best-finetune") and sel["best"]["best"] == 0.26
     assert sel["best"]["params"] == {"sampler.alpha": pytest.approx(0.2)}
-    assert [t["best"] for t in sel["trials"]] == [0.22, 0.26]  # the stopped trial has no ICPNS model
+    assert [t["best"] for t in sel["trials"]] == [0.22, 0.26, None]  # the stopped one made no ICPNS model
     assert sel["trial_epochs"] == 9  # every epoch of the search counts as compute
     # one-stage samplers rank by their single stage
     rns = _best_trial(fake_trials(tmp_path / "rns", {"a": [("train", 0.1)], "b": [("train", 0.3)]}),
