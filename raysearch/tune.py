@@ -5,7 +5,8 @@ keys (``sampler.*``, ``trainer.*``, ``model.*``), plus a space shared by all of 
 Ray Tune runs ``num_samples`` trials suggested by Optuna's TPE (seeded; ``constant_liar`` so that trials
 running in parallel get different suggestions; the first ``startup_trials`` are TPE's random start-up)
 behind a concurrency limit, and ASHA stops unpromising trials on the validation metric every trial
-reports after each epoch. Every sampler gets the same budget. Trials never touch the test split.
+reports after each epoch of its output stage (ICPNS: fine-tuning; its pre-training is not reported, see
+``TuneReportingContext``). Every sampler gets the same budget. Trials never touch the test split.
 
 After the search, the best trial of each sampler (its best validation value) is re-trained on
 ``final_seeds`` seeds, and only these final runs evaluate the test split, once each: in MLflow they are
@@ -168,20 +169,29 @@ def load_search(name: str, overrides: Mapping[str, Any] = ()) -> SearchConfig:
 
 # --------------------------------------------------------------------------- the trial
 class TuneReportingContext(LocalContext):
-    """One-process context that reports each validated epoch to Ray Tune (for ASHA and MLflow)."""
+    """One-process context that reports each validated epoch to Ray Tune (for ASHA, Optuna and MLflow).
 
-    def __init__(self) -> None:
+    ``output_stage``: when given (search trials), only that stage's epochs are reported. ICPNS's
+    pre-training validates an RNS model: ASHA would rank ICPNS trials on it and stop most of them before
+    they fine-tune, and Optuna would learn from it. ``stage_epochs`` (ASHA's time attribute) is the
+    1-based epoch within the reported stage, so the grace period is counted in fine-tuning epochs and a
+    resumed trial goes on from its own epoch. ``None`` (final runs) reports every stage, for MLflow's curves.
+    """
+
+    def __init__(self, output_stage: str | None = None) -> None:
+        self.output_stage = output_stage
         self.epochs_done = 0
 
     def epoch_done(self, stage: str, epoch: int, stage_dir: Path, record: dict) -> None:
         self.epochs_done += 1
-        if not record.get("valid"):
+        if not record.get("valid") or self.output_stage not in (None, stage):
             return
         from ray import tune
 
         metrics = {f"{METRIC_PREFIX}{k}": v for k, v in record["valid"].items()}
         metrics.update(loss=record["loss"], epoch_seconds=record["epoch_seconds"],
-                       sampling_share=record.get("sampling_share") or 0.0, epochs_done=self.epochs_done)
+                       sampling_share=record.get("sampling_share") or 0.0, epochs_done=self.epochs_done,
+                       stage_epochs=epoch + 1)
         tune.report(metrics)
 
 
@@ -214,7 +224,7 @@ def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
     from ray import tune
 
     from raysearch.data import load_dataset
-    from raysearch.train.pipeline import run_training
+    from raysearch.train.pipeline import pipeline_of, run_training
 
     config = effective_config(config, settings)
     cfg = build_run_config(resolve(trial_overrides(config)))
@@ -222,8 +232,8 @@ def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
     if not run_dir.config_path.exists():
         run_dir.write_config(config_tree(cfg))
     dataset = load_dataset(cfg.dataset, data_dir=settings.get("data_dir"), cache_dir=settings.get("cache_dir"))
-    context = TuneReportingContext()
     final = bool(config.get("_final"))
+    context = TuneReportingContext(None if final else pipeline_of(cfg.sampler.name).output_stage)
     results = run_training(cfg, dataset, run_dir, context=context, threads=settings["threads"],
                            evaluate_test=final)
     if final:
@@ -513,7 +523,7 @@ def _search(study: Study, sampler: str, fixed: list[str], settings: dict, concur
             num_samples = study.search.options.num_samples
         scheduler = None
         if study.search.options.scheduler == "asha":
-            scheduler = ASHAScheduler(time_attr="epochs_done", max_t=_max_epochs(study, sampler, fixed),
+            scheduler = ASHAScheduler(time_attr="stage_epochs", max_t=_max_epochs(study, sampler, fixed),
                                       grace_period=study.search.options.grace_period,
                                       reduction_factor=study.search.options.reduction_factor)
         tuner = tune.Tuner(
@@ -556,13 +566,11 @@ def tpe_startup_note(options: SearchOptions) -> str | None:
 
 
 def _max_epochs(study: Study, sampler: str, fixed: list[str]) -> int:
+    """ASHA's ``max_t``: the most epochs a trial runs in its output stage (ICPNS: fine-tuning)."""
     cfg = build_run_config(resolve([*study.base, f"sampler={sampler}", *fixed]))
     epochs = cfg.trainer.epochs
     if sampler == "icpns":
-        p = cfg.sampler.params
-        finetune = p.get("finetune_epochs") or epochs
-        pretrain = 0 if (fixed or not p.get("pretrain", True)) else (p.get("pretrain_epochs") or epochs)
-        return max(1, pretrain + finetune)
+        return max(1, cfg.sampler.params.get("finetune_epochs") or epochs)
     return max(1, epochs)
 
 

@@ -155,6 +155,44 @@ def test_search_ranks_icpns_trials_by_fine_tuning_not_by_pre_training(tmp_path):
                     [])
 
 
+def test_search_trials_report_only_their_output_stage_to_tune(monkeypatch, tmp_path):
+    """ASHA and Optuna must not see ICPNS's pre-training (an RNS model); final runs report every stage."""
+    import ray.tune
+
+    from raysearch.tune import TuneReportingContext
+
+    reported: list[dict] = []
+    monkeypatch.setattr(ray.tune, "report", reported.append)
+    epochs = [("pretrain", 0, 0.30), ("pretrain", 1, None), ("pretrain", 2, 0.31),
+              ("finetune", 0, 0.20), ("finetune", 1, None), ("finetune", 2, 0.22)]
+
+    def feed(context):
+        reported.clear()
+        for stage, epoch, ndcg in epochs:
+            record = {"loss": 1.0, "epoch_seconds": 0.1, **({"valid": {"ndcg@10": ndcg}} if ndcg else {})}
+            context.epoch_done(stage, epoch, tmp_path, record)
+        return [(r["valid/ndcg@10"], r["stage_epochs"], r["epochs_done"]) for r in reported]
+
+    # a search trial: fine-tuning's validated epochs only, ASHA's clock counting fine-tuning epochs
+    assert feed(TuneReportingContext("finetune")) == [(0.20, 1, 4), (0.22, 3, 6)]
+    assert feed(TuneReportingContext(None)) == [(0.30, 1, 1), (0.31, 3, 3), (0.20, 1, 4), (0.22, 3, 6)]
+    assert feed(TuneReportingContext("train")) == []  # a one-stage sampler's stage is "train"
+
+
+@pytest.mark.ray
+def test_asha_does_not_stop_icpns_trials_while_they_pre_train(ray_session, tmp_path):
+    # lr is searched, so every trial pre-trains on its own (no shared pre-training); one trial at a time
+    # makes ASHA's decisions deterministic
+    study = start_study(["search=compare", "search.only=[icpns]", "search.num_samples=4",
+                         "search.max_concurrent=1", "search.grace_period=1", "search.final_seeds=1",
+                         "trainer.threads=1", *BASE], tmp_path / "study", None)
+    summary = run_study(study, report=lambda *_: None)
+    trials = summary["trials"]["icpns"]
+    assert len(trials) == 4
+    assert all(t["best"] is not None for t in trials), trials  # every trial reached fine-tuning
+    assert all(t["epochs"] > 3 for t in trials)  # 3 pre-training epochs, then at least one fine-tuning one
+
+
 def test_study_significance_pairs_users_over_the_final_seeds(tmp_path):
     from raysearch.evaluation import EvalResult, save_per_user
     from raysearch.tune import _significance
