@@ -13,9 +13,11 @@ refuses its old file store, and one sqlite file is what a laptop needs.
 
 from __future__ import annotations
 
+import fcntl
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from raysearch.config import RunConfig, to_plain
 
@@ -45,18 +47,37 @@ def resolve_tracking_uri(uri: str | None) -> str:
     return uri
 
 
+@contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """An exclusive lock beside a sqlite store (``<db>.lock``), held while the store and an experiment
+    are created: two first writers (parallel ``raysearch train`` runs with tracking on) race on MLflow's
+    schema migration and on creating the same experiment. Other URIs need none (a server serialises)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    lock_path = Path(uri[len("sqlite:///"):] + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def ensure_experiment(uri: str, name: str) -> str:
-    """Create the store and the experiment once, from one process (parallel first writers race on
-    sqlite's schema creation); returns the experiment id."""
+    """Create the store and the experiment once: safe from parallel processes on one store (see
+    ``_store_lock``); returns the experiment id."""
     import mlflow
 
     mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient(uri)
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    artifacts = Path(uri[len("sqlite:///"):]).parent / "mlartifacts" if uri.startswith("sqlite:///") else None
-    return client.create_experiment(name, artifact_location=artifacts.as_uri() if artifacts else None)
+    with _store_lock(uri):
+        client = mlflow.MlflowClient(uri)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        artifacts = Path(uri[len("sqlite:///"):]).parent / "mlartifacts" if uri.startswith("sqlite:///") else None
+        return client.create_experiment(name, artifact_location=artifacts.as_uri() if artifacts else None)
 
 
 def run_tags(cfg: RunConfig, dataset_name: str, fingerprint: str, protocol: str, code: str) -> dict[str, str]:

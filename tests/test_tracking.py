@@ -27,6 +27,22 @@ def test_tracking_uri_resolution(tmp_path, monkeypatch):
     assert mlflow_key("valid/ndcg@10") == "valid/ndcg_at_10"
 
 
+def test_parallel_first_writers_share_one_new_store(tmp_path):
+    # parallel `raysearch train ... tracking.enabled=true` runs on a store that does not exist yet: without
+    # the store lock one of them died in MLflow's schema migration (or on creating the same experiment)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code = ("import sys, time; from raysearch.tracking import ensure_experiment; "
+            "time.sleep(max(0.0, float(sys.argv[2]) - time.time())); print(ensure_experiment(sys.argv[1], 'shared'))")
+    start_at = time.time() + 6  # past every process's imports, so that they all reach the store at once
+    procs = [subprocess.Popen([sys.executable, "-c", code, uri, str(start_at)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * 4, [err[-2000:] for _, err in outs]
+    ids = {out.strip() for out, _ in outs}
+    assert len(ids) == 1
+    assert mlflow.MlflowClient(uri).get_experiment_by_name("shared").experiment_id == ids.pop()
+
+
 def test_train_logs_params_metrics_tags_and_artifacts(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     results = train(["trainer.epochs=3", "trainer.progress=false", "model.dim=8", "tracking.enabled=true",

@@ -185,7 +185,7 @@ def test_asha_does_not_stop_icpns_trials_while_they_pre_train(ray_session, tmp_p
     # makes ASHA's decisions deterministic
     study = start_study(["search=compare", "search.only=[icpns]", "search.num_samples=4",
                          "search.max_concurrent=1", "search.grace_period=1", "search.final_seeds=1",
-                         "trainer.threads=1", *BASE], tmp_path / "study", None)
+                         "trainer.threads=1", *BASE], tmp_path / "study", f"sqlite:///{tmp_path / 'mlflow.db'}")
     summary = run_study(study, report=lambda *_: None)
     trials = summary["trials"]["icpns"]
     assert len(trials) == 4
