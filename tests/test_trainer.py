@@ -114,6 +114,33 @@ def test_icpns_without_pretraining_is_one_stage(small_dataset, tmp_path):
     assert list(results["stages"]) == ["finetune"]
 
 
+def test_icpns_fine_tunes_from_a_finished_rns_run_of_the_same_model_and_split_only(small_dataset, tmp_path):
+    from raysearch.errors import ConfigError
+
+    _run(["sampler=rns", "trainer.epochs=2"], small_dataset, tmp_path / "rns")
+    icpns = ["sampler=icpns", "sampler.n_communities=3", "sampler.finetune_epochs=1",
+             f"sampler.pretrained_from={tmp_path / 'rns'}"]
+    results, _ = _run(icpns, small_dataset, tmp_path / "ok")
+    assert list(results["stages"]) == ["finetune"]
+    assert results["pretrained_from"] == str((tmp_path / "rns").resolve())
+
+    def refused(overrides, dataset=small_dataset):
+        with pytest.raises(ConfigError) as err:
+            _run([*icpns, *overrides], dataset, tmp_path / "refused")
+        return str(err.value)
+
+    assert "ran with model 'mf', this run has 'gmf'" in refused(["model=gmf"])
+    assert "ran with model parameters {'dim': 16" in refused(["model.dim=8"])
+    from raysearch.data import load_dataset
+
+    other_split = load_dataset(load_run_config([*SMALL, "dataset.split_seed=7"]).dataset, use_cache=False)
+    assert f"ran with dataset fingerprint '{small_dataset.fingerprint}'" in refused([], other_split)
+    _run(["sampler=dns", "trainer.epochs=1"], small_dataset, tmp_path / "dns")
+    assert "ran with sampler 'dns', this run has 'rns'" in refused([f"sampler.pretrained_from={tmp_path / 'dns'}"])
+    (tmp_path / "rns" / "results.json").unlink()
+    assert "has no results.json (not a finished run)" in refused([])
+
+
 def test_gdns_group_wise_training_and_false_negative_analysis(small_dataset, tmp_path):
     results, _ = _run(["sampler=gdns", "model=gmf", "trainer.optimizer=adagrad", "trainer.lr=0.09",
                        "sampler.group_size=8", "trainer.epochs=3", "sampler.false_negative_analysis=true"],

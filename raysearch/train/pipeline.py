@@ -12,6 +12,7 @@ at the very end; the result records the protocol, dataset fingerprint, seed and 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -128,6 +129,7 @@ def run_icpns(trainer: Trainer, cfg: RunConfig, dataset: Dataset, params: IcpnsP
         if not source.exists():
             raise ConfigError(f"sampler.pretrained_from: {source} does not exist (expected a finished "
                               "one-process run of sampler=rns)")
+        check_pretraining_source(Path(params.pretrained_from), dataset, trainer.model, cfg.model.name)
         trainer.model.load_state_dict(load_checkpoint(source, trainer.device)["model"])
         extra["pretrained_from"] = str(Path(params.pretrained_from).resolve())
     elif params.pretrain:
@@ -154,6 +156,25 @@ def run_icpns(trainer: Trainer, cfg: RunConfig, dataset: Dataset, params: IcpnsP
         extra["table_actors"] = sampler.table_stats()
     return PipelineRun(stages, {**extra, "communities": summary, "sampler_params": _params_of(sampler),
                                 "community_assignment": communities})
+
+
+def check_pretraining_source(source: Path, dataset: Dataset, model: Recommender, model_name: str) -> None:
+    """Stop unless ``source`` (``sampler.pretrained_from``) is a finished RNS run of this backbone, with
+    these model parameters, on this very dataset and split (same fingerprint): weights of the same shape
+    trained on another split would load silently and leak its held-out items into this run's model."""
+    results_path = source / "results.json"
+    if not results_path.exists():
+        raise ConfigError(f"sampler.pretrained_from: {source} has no results.json (not a finished run)")
+    done = json.loads(results_path.read_text())
+    want = {"sampler": "rns", "dataset fingerprint": dataset.fingerprint, "model": model_name,
+            "model parameters": to_plain(model.params)}
+    have = {"sampler": done.get("sampler", {}).get("name"),
+            "dataset fingerprint": done.get("dataset", {}).get("fingerprint"),
+            "model": done.get("model", {}).get("name"), "model parameters": done.get("model", {}).get("params")}
+    for key, value in want.items():
+        if have[key] != value:
+            raise ConfigError(f"sampler.pretrained_from: {source} ran with {key} {have[key]!r}, this run has "
+                              f"{value!r}")
 
 
 def icpns_sampler(context: TrainingContext, train: Interactions, communities: np.ndarray,
