@@ -72,7 +72,7 @@ def _cmd_data_describe(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- train
 def _cmd_train(args: argparse.Namespace) -> int:
-    from raysearch.train import train
+    from raysearch.run import train
 
     results = train(args.overrides, out=args.out, resume=args.resume, data_dir=args.data_dir,
                     cache_dir=args.cache_dir)

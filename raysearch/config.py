@@ -268,8 +268,10 @@ class TrainerConfig:
     lr: float = 1e-3
     optimizer: Literal["adam", "adagrad", "sgd"] = "adam"
     reg: float = 1e-4  # L2 on the batch's layer-0 embeddings
-    loss: Literal["auto", "bpr", "hinge", "group_hinge"] = "auto"  # auto: group_hinge for GDNS, else bpr
+    loss: str = "auto"  # a name in raysearch.losses.LOSSES, or auto: group_hinge for GDNS, else bpr
     margin: float = 1.0
+    temperature: float = 1.0  # softmax: logits are scores / temperature
+    logq_correction: bool = False  # softmax: subtract log q(j | u) from each negative's logit
     num_negatives: int = 1
     seed: int = 2026
     device: Literal["cpu", "cuda"] = "cpu"
@@ -288,6 +290,7 @@ class TrainerConfig:
         require(self.lr > 0, "trainer.lr", "must be > 0")
         require(self.reg >= 0, "trainer.reg", "must be >= 0")
         require(self.num_negatives >= 1, "trainer.num_negatives", "must be >= 1")
+        require(self.temperature > 0, "trainer.temperature", f"must be > 0, got {self.temperature}")
         require(self.threads >= 0, "trainer.threads", "must be >= 0")
         require(self.workers >= 1, "trainer.workers", "must be >= 1")
         require(self.max_failures >= 0, "trainer.max_failures", "must be >= 0")

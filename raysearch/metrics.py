@@ -21,6 +21,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from raysearch.train.callbacks import RunCallback
+
 EPOCH_TAGS = ("dataset", "model", "sampler", "stage")
 
 
@@ -62,6 +64,17 @@ def record_epoch(tags: dict[str, str], record: dict[str, Any], draws: int) -> No
         m["draws_per_second"].set(float(record["draws_per_second"]), tags=tags)
     if draws:
         m["draws_total"].inc(float(draws), tags=tags)
+
+
+class RayMetricsCallback(RunCallback):
+    """Exports every epoch's cost (attach it on every process of a run on Ray)."""
+
+    def __init__(self, dataset: str, model: str):
+        self.tags = {"dataset": dataset, "model": model}
+
+    def on_epoch(self, record: dict[str, Any], sampler: Any) -> None:
+        record_epoch({**self.tags, "sampler": sampler.name, "stage": record["stage"]}, record,
+                     int(record.get("draws", 0)))
 
 
 def record_table_draws(actor: str, draws: int) -> None:

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from raysearch.config import RunConfig, to_plain
+from raysearch.train.callbacks import RunCallback
 
 TAG_PREFIX = "raysearch."
 ARTIFACTS = ("config.yaml", "results.json", "communities.json", "metrics.jsonl", "false_negatives.json",
@@ -135,6 +137,7 @@ class TrainingRunLogger:
     def log_epoch(self, record: dict[str, Any], step: int) -> None:
         metrics = {"loss": record.get("loss"), "epoch_seconds": record.get("epoch_seconds"),
                    "sampling_share": record.get("sampling_share")}
+        metrics.update({f"loss/{k}": v for k, v in (record.get("loss_terms") or {}).items()})
         metrics.update({f"valid/{k}": v for k, v in (record.get("valid") or {}).items()})
         for key, value in metrics.items():
             if value is not None:
@@ -149,6 +152,34 @@ class TrainingRunLogger:
 
     def fail(self) -> None:
         self.client.set_terminated(self.run_id, "FAILED")
+
+
+class MLflowRunCallback(RunCallback):
+    """Logs a ``run_training`` run to MLflow (attach it on the main process only): parameters and tags at
+    the start, every epoch's loss, loss terms and validation, then the test metrics and the artifacts."""
+
+    def __init__(self, cfg: RunConfig, dataset: Any, run_name: str):
+        from raysearch.train.evaluator import resolve_protocol
+        from raysearch.version import code_version
+
+        tags = run_tags(cfg, dataset.name, dataset.fingerprint, resolve_protocol(dataset, cfg.eval), code_version())
+        self.logger = TrainingRunLogger(cfg, tags, run_name=run_name)
+        self.step = 0
+
+    def on_epoch(self, record: dict[str, Any], sampler: Any) -> None:
+        self.logger.log_epoch(record, self.step)
+        self.step += 1
+
+    def on_finish(self, results: dict[str, Any], run_dir: Path) -> None:
+        self.logger.finish(results, run_dir)
+
+    def on_failure(self) -> None:
+        self.logger.fail()
+
+
+def tracking_callbacks(cfg: RunConfig, dataset: Any, run_name: str, is_main: bool = True) -> list[RunCallback]:
+    """The MLflow callback when ``tracking.enabled`` and this is the main process, else none."""
+    return [MLflowRunCallback(cfg, dataset, run_name)] if cfg.tracking.enabled and is_main else []
 
 
 def track_run_dir(run_dir: str | Path, tracking_uri: str | None, experiment: str) -> str:

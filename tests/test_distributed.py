@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from raysearch.distributed.process_group import run_in_process_group
-from raysearch.train import train
+from raysearch.run import train
 
 BASE = ["trainer.progress=false", "model.dim=16", "trainer.batch_size=256", "trainer.lr=0.01"]
 

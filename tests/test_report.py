@@ -32,7 +32,7 @@ from raysearch.report.figures import heatmap_figure
 from raysearch.report.runs import TrackedRun, load_runs
 from raysearch.report.search import importance_note, param_importances, search_trials
 from raysearch.report.tables import blocks, comparison, configurations, curves, read_scale
-from raysearch.train import train
+from raysearch.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"

@@ -14,8 +14,8 @@ import pytest
 
 from raysearch.cli import main
 from raysearch.distributed.process_group import free_port
+from raysearch.run import train
 from raysearch.tracking import mlflow_key, resolve_tracking_uri
-from raysearch.train import train
 
 
 def test_tracking_uri_resolution(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ import torch
 
 from raysearch.config import load_run_config
 from raysearch.evaluation.significance import probability_below
-from raysearch.train import train
+from raysearch.run import train
 from raysearch.train.checkpoint import load_checkpoint
 from raysearch.train.evaluator import Evaluator
 from raysearch.train.pipeline import hold_out_false_negatives, run_training
@@ -185,3 +185,60 @@ def test_train_entry_point_refuses_to_overwrite_and_resumes(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown key 'model\.depth'"):
         train([*SMALL, "model.depth=3"], out=tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["trainer.loss=listwise"], "trainer.loss: unknown loss 'listwise' (known: auto, bce, bpr, group_hinge, "
+                                "hinge, softmax)"),
+    (["trainer.loss=softmax", "trainer.temperature=0"], "trainer.temperature: must be > 0, got 0.0"),
+    (["trainer.num_negatives=0"], "trainer.num_negatives: must be >= 1"),
+    (["trainer.loss=softmax", "trainer.logq_correction=true", "sampler=dns"],
+     "trainer.logq_correction: sampler 'dns' has no closed-form proposal q(j | u) (samplers with one: icpns, "
+     "inbatch, mixed, pns, rns)"),
+    (["trainer.logq_correction=true"], "trainer.logq_correction: applies to trainer.loss=softmax, not bpr"),
+    (["trainer.loss=group_hinge", "sampler=rns"],
+     "trainer.loss: group_hinge needs a sampler that builds negative groups (gdns), not 'rns'"),
+])
+def test_bad_loss_settings_stop_with_one_line_and_write_nothing(overrides, message, tmp_path, capsys):
+    from raysearch.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", *SMALL, *overrides, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"raysearch: error: {message}"]
+    assert not out.exists()
+
+
+def test_the_models_loss_terms_are_added_to_the_ranking_loss_and_logged_apart(small_dataset, tmp_path, monkeypatch):
+    import raysearch.train.pipeline as pipeline
+    from raysearch.config import from_mapping
+    from raysearch.models import MODELS
+
+    mf = MODELS.get("mf")
+
+    class MFWithAux(mf):
+        def loss_terms(self, batch, users0, items0, reg):
+            return {**super().loss_terms(batch, users0, items0, reg), "aux": 0.25 * users0.pow(2).mean()}
+
+    def make_aux(name, n_users, n_items, train, tables=None, **params):
+        return MFWithAux(n_users, n_items, from_mapping(mf.Params, params, "model"), train, tables=tables)
+
+    monkeypatch.setattr(pipeline, "make_model", make_aux)
+    cfg = load_run_config([*SMALL, "trainer.epochs=2", "trainer.reg=0.01"])
+    run_training(cfg, small_dataset, RunDir(tmp_path / "run"))
+    for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        terms = record["loss_terms"]
+        assert set(terms) == {"ranking", "l2", "aux"} and terms["aux"] > 0 and terms["l2"] > 0
+        assert sum(terms.values()) == pytest.approx(record["loss"], rel=1e-6)  # float32 steps, float64 sums
+
+
+@pytest.mark.parametrize("sampler", ["rns", "pns", "inbatch"])
+def test_softmax_with_logq_correction_trains_and_differs_from_the_uncorrected_loss(sampler, small_dataset, tmp_path):
+    base = ["trainer.epochs=3", "trainer.loss=softmax", "trainer.num_negatives=8", f"sampler={sampler}"]
+    corrected, _ = _run([*base, "trainer.logq_correction=true"], small_dataset, tmp_path / "logq")
+    plain, _ = _run(base, small_dataset, tmp_path / "plain")
+    untrained, _ = _run(["trainer.epochs=0"], small_dataset, tmp_path / "zero")
+    assert corrected["valid"]["ndcg@10"] > untrained["valid"]["ndcg@10"] + 0.02
+    assert corrected["trainer"]["logq_correction"] and corrected["trainer"]["loss"] == "softmax"
+    assert corrected["valid"] != plain["valid"]  # the correction changes the gradient

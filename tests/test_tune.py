@@ -45,7 +45,7 @@ def test_search_file_and_override_validation():
 def test_tpe_start_up_trials_reach_optuna_and_a_random_search_says_so():
     from types import SimpleNamespace
 
-    from raysearch.tune import _optuna
+    from raysearch.tune.study import _optuna
 
     compare = load_search("compare", {})  # 8 trials: inside TPE's 10 random start-up trials
     assert compare.options.startup_trials == 10
@@ -133,7 +133,7 @@ def fake_trials(tmp_path, valid_by_trial):
 
 
 def test_search_ranks_icpns_trials_by_fine_tuning_not_by_pre_training(tmp_path):
-    from raysearch.tune import _best_trial
+    from raysearch.tune.selection import _best_trial
 
     space = {"sampler.alpha": Dimension("sampler.alpha", "float", 0.0, 1.0)}
     grid = fake_trials(tmp_path, {
@@ -195,7 +195,7 @@ def test_asha_does_not_stop_icpns_trials_while_they_pre_train(ray_session, tmp_p
 
 def test_study_significance_pairs_users_over_the_final_seeds(tmp_path):
     from raysearch.evaluation import EvalResult, save_per_user
-    from raysearch.tune import _significance
+    from raysearch.tune.selection import _significance
 
     rng = np.random.default_rng(3)
     users = np.arange(40)

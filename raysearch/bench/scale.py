@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from raysearch.train import train
+from raysearch.run import train
 
 
 def run(report: Callable[[str], Any] = print, dataset: str = "gowalla", models: tuple[str, ...] = ("mf", "lightgcn"),

@@ -30,7 +30,6 @@ import torch
 from raysearch.bench.samplers import _single_thread, zipf_train
 from raysearch.errors import SamplingError
 from raysearch.models import make_model
-from raysearch.models.base import make_scorer
 from raysearch.rng import make_rng
 from raysearch.samplers import make_sampler
 
@@ -44,15 +43,15 @@ def _scorers(n_users: int, n_items: int, seed: int) -> tuple[Callable, Callable]
     torch.manual_seed(seed)
     model = make_model("mf", n_users, n_items, None, dim=DIM)
     reps = model.propagate()
-    user_q, item_v = model.query(reps.users).detach(), reps.items.detach()
 
     def pair_by_pair(users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """1-d user and item ids of equal length (``call_scorer`` repeats the users) -> float32 scores."""
+        """1-d user and item ids of equal length (``call_scorer`` repeats the users) -> float32 scores:
+        the model's interaction on one gathered user row per pair."""
         with torch.no_grad():
             u, i = torch.as_tensor(np.array(users)), torch.as_tensor(np.array(items))
-            return (user_q[u] * item_v[i]).sum(-1).numpy()
+            return model.interaction(reps.users[u], reps.items[i]).numpy()
 
-    return make_scorer(model, reps), pair_by_pair
+    return model.frozen_scorer(reps), pair_by_pair
 
 
 BatchCall = Callable[[Any, Callable, np.random.Generator], np.ndarray]  # (sampler, scorer, rng) -> draws

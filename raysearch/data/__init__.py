@@ -7,7 +7,12 @@ from raysearch.data.interactions import Interactions
 from raysearch.data.loader import data_dirs, dataset_config, load_dataset
 from raysearch.data.readers import READERS, RawData, Reader
 from raysearch.data.splits import SPLITS, sample_negatives
-from raysearch.data.synthetic import SyntheticTruth, generate, synthetic_config, synthetic_dataset
+from raysearch.data.synthetic import (  # registers the format
+    SyntheticTruth,
+    generate,
+    synthetic_config,
+    synthetic_dataset,
+)
 from raysearch.data.table import InteractionTable
 
 __all__ = [

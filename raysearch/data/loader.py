@@ -30,7 +30,6 @@ import numpy as np
 
 import raysearch
 from raysearch.config import DatasetConfig, from_mapping, load_group, to_plain
-from raysearch.data import synthetic as _synthetic  # noqa: F401  (registers the 'synthetic' format)
 from raysearch.data.dataset import Dataset
 from raysearch.data.interactions import Interactions
 from raysearch.data.preprocess import IdMap, compact_index, preprocess

@@ -33,6 +33,7 @@ import numpy as np
 
 from raysearch.config import DatasetConfig, SyntheticConfig, from_mapping, load_group
 from raysearch.data.dataset import Dataset
+from raysearch.data.loader import load_dataset
 from raysearch.data.readers import READERS, RawData, Reader
 from raysearch.data.table import InteractionTable
 from raysearch.errors import ConfigError
@@ -320,6 +321,4 @@ def synthetic_dataset(**overrides: Any) -> Dataset:
     ``extras``: ``communities`` int64 (n_users,), ``false_negative_users``/``false_negative_items`` int64,
     all in internal ids. Example: ``synthetic_dataset(n_users=200, split="loo", num_negatives=50)``.
     """
-    from raysearch.data.loader import load_dataset  # the loader imports this module to register the format
-
     return load_dataset(synthetic_config(**overrides), use_cache=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ import torch.distributed as dist
 
 from raysearch.evaluation import EvalResult
 from raysearch.train.batches import n_steps_for
+from raysearch.train.context import TableHosting, make_sampler
 
 
 class DistributedContext:
@@ -88,6 +90,18 @@ class DistributedContext:
             if best.exists():
                 shutil.copy2(best, target / self.checkpoint_name("best"))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+
+    def build_sampler(self, name: str, train: Any, params: dict[str, Any], hosting: TableHosting) -> Any:
+        """ICPNS on Ray workers with ``hosting.actors`` > 0: the community tables live with Ray actors and
+        reach every worker read-only through the object store; anything else is built in this process."""
+        if name != "icpns" or not self.on_ray or hosting.actors == 0:
+            return make_sampler(name, train, **params)
+        from raysearch.distributed.table_actors import host_icpns
+
+        params = dict(params)
+        communities = params.pop("communities")
+        return host_icpns(self, train, communities, params, hosting.actors, hosting.draws)
 
 
 def restore_ray_checkpoint(run_dir: Path) -> str | None:

@@ -41,8 +41,9 @@ from raysearch.samplers.icpns import (
     in_community_tables,
     mixture_components,
 )
+from raysearch.train.context import TABLE_DRAWS
 
-DRAWS = ("local", "remote")
+DRAWS = TABLE_DRAWS
 
 
 def community_groups(n_communities: int, n_groups: int) -> list[tuple[int, int]]:
@@ -286,6 +287,7 @@ class HostedICPNS(Sampler):
     """
 
     name = "icpns"
+    has_log_q = True
 
     def __init__(self, train: Any, params: Any, directory: Any, draws: str = "local", **kwargs: Any):
         import ray
@@ -352,6 +354,10 @@ class HostedICPNS(Sampler):
     # ----------------------------------------------------------------- the contract
     def start_epoch(self, epoch: int, rng: Any) -> None:
         self.refresh()
+
+    def _log_q(self, users: np.ndarray, pos_items: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+        # Local and remote draws follow the published tables' law, which this process holds read-only.
+        return self.inner._log_q(users, pos_items, negatives)
 
     def _sample(self, users: np.ndarray, pos_items: np.ndarray, k: int, rng: np.random.Generator,
                 score_fn: ScoreFn | None) -> np.ndarray:

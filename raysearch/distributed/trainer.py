@@ -42,7 +42,13 @@ def worker_loop(loop_config: dict[str, Any]) -> None:
     dataset = load_dataset(cfg.dataset, data_dir=loop_config.get("data_dir"), cache_dir=loop_config.get("cache_dir"))
     dim = MODELS.get(cfg.model.name).Params(**dict(cfg.model.params)).dim
     tables = ShardedEmbeddings(dataset.n_users, dataset.n_items, dim)
-    results = run_training(cfg, dataset, run_dir, context=context, tables=tables, threads=loop_config["threads"])
+    from raysearch.metrics import RayMetricsCallback
+    from raysearch.tracking import tracking_callbacks
+
+    callbacks = [RayMetricsCallback(dataset.name, cfg.model.name),
+                 *tracking_callbacks(cfg, dataset, run_dir.path.name, is_main=context.is_main)]
+    results = run_training(cfg, dataset, run_dir, context=context, tables=tables, threads=loop_config["threads"],
+                           callbacks=callbacks)
     if context.is_main:
         ray.train.report({"done": 1, **{f"test/{k}": v for k, v in results["test"].items()}})
     else:

@@ -1,9 +1,18 @@
 """The backbone contract (after RecBole's ``calculate_loss`` / ``predict`` / ``full_sort_predict``).
 
-Every backbone here is *bilinear*: a user representation u (d,) and an item representation v (d,) give
-the score ``<query(u), v>``, where ``query`` is the identity for dot-product models (MF, LightGCN, NGCF)
-and ``u * h`` for GMF. That single shape lets one code path serve training, samplers' scoring functions,
-full ranking and clustering.
+A backbone maps its parameters to final representations (``propagate``: users (n_users, d'), items
+(n_items, d')) and scores a user representation against an item representation with ``interaction``.
+That is the one scoring path: training (``batch_scores``), every sampler's scorer (``frozen_scorer``),
+full ranking (``full_scores``), the sampled protocol (``score``), clustering (``user_representations``)
+and the benchmarks all go through it. The model also owns its loss terms (``loss_terms``: the L2 on
+the step's layer-0 rows by default; a contrastive term, say, for a model that has one), which the trainer
+adds to the ranking loss.
+
+A *bilinear* model (``bilinear = True``: MF, GMF, LightGCN, NGCF) scores ``<query(u), v>``, where
+``query`` is the identity for dot-product models and ``u * h`` for GMF; it gets the fast paths (one
+matmul for full ranking, a broadcast in-place scorer for samplers). A model whose ``interaction`` is not
+bilinear (an MLP, a cosine) sets ``bilinear = False`` and is served by the same methods, chunked over
+(user, item) pairs so that full ranking of a Gowalla-sized catalogue fits in memory.
 
 Layer-0 parameters live in an ``EmbeddingTables`` module (``raysearch.models.embeddings``) so that the
 distributed path can swap in row-sharded tables without touching the models.
@@ -13,7 +22,6 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -21,11 +29,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from raysearch.batch import Batch
 from raysearch.config import from_mapping
 from raysearch.data.interactions import Interactions
 from raysearch.models.embeddings import DenseEmbeddings, EmbeddingTables
 from raysearch.registry import Registry
-from raysearch.samplers.base import broadcasting
+from raysearch.scorer import ScoreFn, broadcasting
 
 MODELS: Registry[type[Recommender]] = Registry("model")
 
@@ -41,12 +50,24 @@ class Representations:
     items0: Tensor | None = None
 
 
+@dataclass(frozen=True)
+class StepScores:
+    """What the model gives the trainer for one step: scores of the positives (B, P) and of the
+    negatives (B, K), and its own loss terms by name (scalars, weights applied), e.g. ``{"l2": ...}``."""
+
+    positive: Tensor
+    negative: Tensor
+    terms: dict[str, Tensor]
+
+
 class Recommender(nn.Module, ABC):
-    """A backbone. Subclasses declare ``name``, a frozen ``Params`` dataclass and ``propagate``."""
+    """A backbone. Subclasses declare ``name``, a frozen ``Params`` dataclass and ``propagate``; a model
+    that is not bilinear also overrides ``interaction`` and sets ``bilinear = False``."""
 
     name: ClassVar[str]
     Params: ClassVar[type]
     propagates: ClassVar[bool] = True  # representations need a pass over the whole graph (graph models)
+    bilinear: ClassVar[bool] = True  # interaction(u, v) == <query(u), v>: matmul full ranking, fast scorer
 
     def __init__(self, n_users: int, n_items: int, params: Any, train: Interactions,
                  tables: EmbeddingTables | None = None):
@@ -67,8 +88,23 @@ class Recommender(nn.Module, ABC):
         """Final user and item representations, differentiable w.r.t. the parameters."""
 
     def query(self, user_reps: Tensor) -> Tensor:
-        """Map user representations (..., d) to the vectors that are dotted with item representations."""
+        """Bilinear models: map user representations (..., d) to the vectors dotted with item representations."""
         return user_reps
+
+    def interaction(self, user_reps: Tensor, item_reps: Tensor) -> Tensor:
+        """Scores from representations: user_reps (..., d') broadcast against item_reps (..., d') -> (...).
+
+        The default is the bilinear ``<query(u), v>``; a model overriding it must accept broadcastable
+        leading shapes (e.g. (b, 1, d') against (1, c, d')) and set ``bilinear = False``."""
+        return (self.query(user_reps) * item_reps).sum(-1)
+
+    def loss_terms(self, batch: Batch, users0: Tensor, items0: Tensor, reg: float) -> dict[str, Tensor]:
+        """The model's own loss terms for one step, by name, weights applied (each logged on its own).
+
+        ``users0`` (B, d), ``items0`` (B, P + K, d): the layer-0 rows of the step's ids. Default: LightGCN's
+        L2, ``reg`` x (sum of squared entries) / 2 / B, named "l2" (none when ``reg`` is 0).
+        """
+        return {"l2": reg * l2_regulariser(batch.size, users0, items0)} if reg > 0 else {}
 
     # ------------------------------------------------------------------ derived
     def batch_rows(self, users: Tensor, items: Tensor, reps: Representations | None = None
@@ -81,33 +117,57 @@ class Recommender(nn.Module, ABC):
         reps = reps if reps is not None else self.propagate()
         return reps.users[users], reps.items[items], reps.users0[users], reps.items0[items]
 
-    def interaction(self, user_reps: Tensor, item_reps: Tensor) -> Tensor:
-        """Scores from representations: user_reps (..., d) broadcast against item_reps (..., d)."""
-        return (self.query(user_reps) * item_reps).sum(-1)
+    def batch_scores(self, batch: Batch, reps: Representations | None = None, reg: float = 0.0) -> StepScores:
+        """Differentiable scores of one step and the model's loss terms (``loss_terms``).
 
-    def score(self, users: Tensor, items: Tensor) -> Tensor:
-        """Scores of (user, item) pairs, shape of ``items`` (``users`` broadcast: (B,) vs (B, k) is fine)."""
-        u, v, _, _ = self.batch_rows(users, items)
+        One lookup for positives and negatives: (B, P + K) item ids. Synthesised negatives
+        (``batch.negative_vectors``, (B, K, d')) are scored against the users' final rows as they are.
+        ``reps``: this step's propagation (graph models), shared with the sampler's scorer.
+        """
+        device = next(self.parameters()).device
+        u_t = torch.as_tensor(batch.users, device=device)
+        i_t = torch.as_tensor(batch.item_ids(), device=device)
+        u, v, u0, v0 = self.batch_rows(u_t, i_t, reps)
+        scores = self.interaction(u.unsqueeze(1), v)  # (B, P + K) or (B, P)
+        p = batch.n_positives
+        positive, negative = scores[:, :p], scores[:, p:]
+        if batch.negative_vectors is not None:
+            negative = self.interaction(u.unsqueeze(1), batch.negative_vectors.to(u.device))
+        return StepScores(positive, negative, self.loss_terms(batch, u0, v0, reg))
+
+    def score(self, users: Tensor, items: Tensor, reps: Representations | None = None) -> Tensor:
+        """Scores of (user, item) pairs, shape of ``items`` (``users`` broadcast: (B,) vs (B, k) is fine).
+        Differentiable unless called under ``torch.no_grad``."""
+        u, v, _, _ = self.batch_rows(users, items, reps)
         if v.dim() > u.dim():
             u = u.unsqueeze(-2)
         return self.interaction(u, v)
 
     @torch.no_grad()
     def full_scores(self, users: Tensor, reps: Representations | None = None) -> Tensor:
-        """Scores of ``users`` (b,) against every item: (b, n_items)."""
+        """Scores of ``users`` (b,) against every item: (b, n_items). Bilinear: one matmul; otherwise
+        ``interaction`` over chunks of at most ``FULL_RANKING_CHUNK_PAIRS`` (user, item) pairs."""
         reps = reps if reps is not None else self.propagate()
-        return self.query(reps.users[users]) @ reps.items.T
+        user_rows = reps.users[users.to(reps.users.device)]
+        if self.bilinear:
+            return self.query(user_rows) @ reps.items.T
+        b = user_rows.shape[0]
+        out = torch.empty((b, self.n_items), dtype=user_rows.dtype, device=user_rows.device)
+        step = max(1, FULL_RANKING_CHUNK_PAIRS // max(1, b))
+        for lo in range(0, self.n_items, step):  # a loop over chunks of items, not over pairs
+            out[:, lo : lo + step] = self.interaction(user_rows.unsqueeze(1), reps.items[lo : lo + step].unsqueeze(0))
+        return out
 
     @torch.no_grad()
     def user_representations(self) -> np.ndarray:
-        """float32 (n_users, d): what communities are clustered on (the final user representations)."""
+        """float32 (n_users, d'): what communities are clustered on (the final user representations)."""
         return self.propagate().users.detach().cpu().numpy().astype(np.float32)
 
     @torch.no_grad()
-    def frozen_scorer(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-        """A scoring function frozen at the current parameters: numpy (users, items) -> numpy float32."""
-        reps = self.propagate()
-        return make_scorer(self, reps)
+    def frozen_scorer(self, reps: Representations | None = None) -> ScoreFn:
+        """A scoring function frozen at the current parameters (or at ``reps``): numpy (users, items) ->
+        numpy float32, for samplers (see ``make_scorer``)."""
+        return make_scorer(self, reps if reps is not None else self.propagate())
 
 
 def l2_regulariser(batch_size: int, *rows: Tensor) -> Tensor:
@@ -116,9 +176,10 @@ def l2_regulariser(batch_size: int, *rows: Tensor) -> Tensor:
 
 
 SCORER_CHUNK_PAIRS = 8192  # (user, item) pairs a chunk of a CPU scorer's call: gathered rows stay in cache
+FULL_RANKING_CHUNK_PAIRS = 1 << 20  # (user, item) pairs a chunk when a non-bilinear model ranks every item
 
 
-def make_scorer(model: Recommender, reps: Representations) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+def make_scorer(model: Recommender, reps: Representations) -> ScoreFn:
     """``fn(users, items) -> scores`` over fixed representations (no gradients), for samplers.
 
     ``users`` and ``items`` are int arrays (numpy or torch) of broadcastable shapes, e.g. (B, 1) and
@@ -127,9 +188,11 @@ def make_scorer(model: Recommender, reps: Representations) -> Callable[[np.ndarr
     the work goes in chunks of about ``SCORER_CHUNK_PAIRS`` pairs along the first axis, so that the
     gathered rows stay in cache instead of filling fresh (B, k, d) buffers. The floats are the same as
     scoring repeated user ids pair by pair (same products, same sum over d); ``raysearch bench scoring``
-    measures the difference, which is most of SRNS's and DNS's sampling time.
+    measures the difference, which is most of SRNS's and DNS's sampling time. A model that is not
+    bilinear is scored by its ``interaction`` on the same chunks (the gathered rows, no in-place product).
     """
-    user_q = model.query(reps.users).detach()
+    bilinear = model.bilinear
+    user_q = (model.query(reps.users) if bilinear else reps.users).detach()
     items = reps.items.detach()
     device = user_q.device
     # A GPU wants one large call; a CPU wants cache-sized chunks.
@@ -156,6 +219,9 @@ def make_scorer(model: Recommender, reps: Representations) -> Callable[[np.ndarr
             for lo in range(0, shape[0], step):  # a loop over chunks of rows, not over pairs
                 u = rows(user_q, u_ids[lo : lo + step] if u_ids.shape[0] > 1 else u_ids)
                 v = rows(items, i_ids[lo : lo + step] if i_ids.shape[0] > 1 else i_ids)
+                if not bilinear:
+                    out[lo : lo + step] = model.interaction(u, v)
+                    continue
                 product = v.mul_(u) if torch.broadcast_shapes(u.shape, v.shape) == v.shape else u * v
                 torch.sum(product, -1, out=out[lo : lo + step])
         return out.float().cpu().numpy()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -27,8 +27,8 @@ from raysearch.errors import ConfigError, SamplingError
 from raysearch.registry import Registry
 from raysearch.rng import make_rng
 from raysearch.samplers.exclusion import Complement
+from raysearch.scorer import ScoreFn, broadcasting  # noqa: F401  (re-exported: the samplers' scorer type)
 
-ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 RngLike = np.random.Generator | np.random.SeedSequence | int
 
 SAMPLERS: Registry[type[Sampler]] = Registry("sampler")
@@ -58,6 +58,11 @@ def parse_params(cls: type[Sampler], params: Mapping[str, Any]) -> Any:
         raise ConfigError(f"sampler {cls.name!r}: {err}") from None
 
 
+def log_q_samplers() -> list[str]:
+    """Names of the registered samplers whose proposal q(j | u) is known in closed form."""
+    return [name for name in SAMPLERS.names() if SAMPLERS.get(name).has_log_q]
+
+
 def make_sampler(name: str, train: Any, **params: Any) -> Sampler:
     """The sampler registered as ``name``, built on ``train`` with ``params`` (see each ``Params``)."""
     cls = SAMPLERS.get(name)
@@ -67,14 +72,6 @@ def make_sampler(name: str, train: Any, **params: Any) -> Sampler:
 def sigmoid(x: np.ndarray, dtype: type = np.float64) -> np.ndarray:
     """Numerically stable logistic function, computed in ``dtype``."""
     return expit(np.asarray(x, dtype=dtype))
-
-
-def broadcasting(score_fn: ScoreFn) -> ScoreFn:
-    """Mark ``score_fn`` as accepting ``users`` broadcastable against ``items`` (e.g. (B, 1) against
-    (B, k)) and returning scores of ``items``' shape; ``call_scorer`` then passes the user ids as they
-    are instead of repeating each one k times."""
-    score_fn.broadcasts = True  # type: ignore[attr-defined]
-    return score_fn
 
 
 def call_scorer(score_fn: ScoreFn, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -124,6 +121,8 @@ class Sampler(ABC):
     name: ClassVar[str] = ""
     dynamic: ClassVar[bool] = False
     Params: ClassVar[type] = NoParams
+    # The proposal q(j | u) of every draw is known in closed form (``log_q``): logQ correction applies.
+    has_log_q: ClassVar[bool] = False
 
     def __init__(self, train: Any, params: Any = None, *, complement: Complement | None = None):
         self.train = Interactions.coerce(train)
@@ -193,6 +192,21 @@ class Sampler(ABC):
         score_fn: ScoreFn | None,
     ) -> np.ndarray:
         """int64 (B, k) negatives for validated rows."""
+
+    def log_q(self, users: np.ndarray, pos_items: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+        """float64 (B, k): log q(j | u) of each negative of ``sample(users, pos_items, k)``, the exact
+        probability of drawing it in its slot (the user's positives excluded). Only for samplers with
+        ``has_log_q``; the others raise ``ConfigError`` (their q depends on the model's scores)."""
+        if not self.has_log_q:
+            raise ConfigError(f"trainer.logq_correction: sampler {self.name!r} has no closed-form proposal "
+                              f"q(j | u) (samplers with one: {', '.join(log_q_samplers())})")
+        users = as_ids(users, "users")
+        negatives = as_ids(negatives, "negatives").reshape(users.size, -1)
+        return self._log_q(users, as_ids(pos_items, "pos_items"), negatives)
+
+    def _log_q(self, users: np.ndarray, pos_items: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+        """float64 (B, k) for validated rows (samplers with ``has_log_q``)."""
+        raise NotImplementedError
 
     def check_ids(self, users: np.ndarray, items: np.ndarray | None = None) -> None:
         """Raise ``SamplingError`` for a user or item id outside the training matrix (int64 ids)."""

@@ -476,6 +476,29 @@ class ExcludingTables:
         """float64 (n_users,): probability that one rejection trial returns a non-positive."""
         return self.accept @ self.weights
 
+    def log_probability(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """float64 of ``items``' shape: log P(j | u) of the draw ``draw`` makes, for ``users`` broadcast
+        against ``items`` (e.g. (B, 1) against (B, k)) and items that are not the user's positives.
+
+        P(j | u) = sum_m w_m p_{t_m(u)}(j) / sum_m w_m A_m(u) (rejection and the exact path draw the same
+        law); users with no table mass left (route 2) draw uniformly: 1 / (n_items - |P_u|). An item
+        outside the user's tables has probability 0 (log -inf): it cannot have been drawn.
+        """
+        items = np.asarray(items, dtype=np.int64)
+        rows = np.broadcast_to(np.asarray(users, dtype=np.int64), items.shape).ravel()
+        flat = items.ravel()
+        mass = np.zeros(flat.size, dtype=np.float64)
+        for m, weight in enumerate(self.weights):
+            entry, found = self._lookup(self.table_of[rows, m], flat)
+            mass += weight * np.where(found, self.tables.p[entry], 0.0)
+        accept = self.accept[rows] @ self.weights
+        with np.errstate(divide="ignore"):
+            out = np.log(mass) - np.log(np.where(accept > 0, accept, 1.0))
+        uniform = self.route[rows] == 2
+        if uniform.any():
+            out[uniform] = -np.log(self.complement.n_free[rows[uniform]])
+        return out.reshape(items.shape)
+
     def draw(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """int64 (R,): one item per user (R,) from its excluded mixture."""
         users = np.asarray(users, dtype=np.int64)

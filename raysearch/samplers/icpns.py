@@ -119,6 +119,7 @@ class ICPNS(Sampler):
     """In-community popularity negative sampling."""
 
     name = "icpns"
+    has_log_q = True
 
     @dataclass(frozen=True, eq=False)
     class Params:
@@ -212,3 +213,6 @@ class ICPNS(Sampler):
     ) -> np.ndarray:
         rows = users if k == 1 else np.repeat(users, k)
         return self.excluding.draw(rows, rng).reshape(users.size, k)
+
+    def _log_q(self, users: np.ndarray, pos_items: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+        return self.excluding.log_probability(users[:, None], negatives)

@@ -24,6 +24,7 @@ class InBatch(Sampler):
     """In-batch negative sampling."""
 
     name = "inbatch"
+    has_log_q = True
 
     def _sample(
         self, users: np.ndarray, pos_items: np.ndarray, k: int, rng: np.random.Generator, score_fn: ScoreFn | None
@@ -76,3 +77,42 @@ class InBatch(Sampler):
                 chunk[none] = self.complement.uniform(users[r[none]], rng)
             out[lo : lo + r.size] = chunk
         return out
+
+    def _log_q(self, users: np.ndarray, pos_items: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore"):  # an item no other row holds: q = 0, log q = -inf
+            return np.log(self.probability(users, pos_items, negatives))
+
+    def probability(self, users: np.ndarray, pos_items: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+        """float64 (B, k): the probability that a slot of row b draws ``negatives[b, s]``, given the batch.
+
+        A draw picks a uniform other row and keeps its positive unless it is one of the user's positives
+        or row b's own positive, so q(j | b) = c_j / Q_b: c_j rows of the batch hold j, Q_b rows hold a
+        positive that row b may take. Rows with Q_b = 0 (and batches of one row) draw uniformly from the
+        user's non-positives. Membership is tested per distinct user of the batch against the batch's
+        positives, in chunks (U x B tests, not B x B).
+        """
+        b = users.size
+        uniform = 1.0 / self.complement.n_free[users].astype(np.float64)
+        if b == 1:
+            return np.broadcast_to(uniform[:, None], negatives.shape).copy()
+        items, inverse, counts = np.unique(pos_items, return_inverse=True, return_counts=True)
+        # rows of the batch whose positive is one of the user's positives, per distinct user
+        distinct, user_of_row = np.unique(users, return_inverse=True)
+        blocked = np.empty(distinct.size, dtype=np.int64)
+        step = max(1, _EXACT_CELLS // items.size)
+        for lo in range(0, distinct.size, step):  # a loop over chunks of users, not over rows
+            hit = self.complement.contains(distinct[lo : lo + step, None], items[None, :])
+            blocked[lo : lo + step] = hit @ counts
+        blocked = blocked[user_of_row]
+        # row b's own positive blocks its copies too, when it is not already one of the user's positives
+        own = ~self.complement.contains(users, pos_items)
+        blocked[own] += counts[inverse[own]]
+        allowed = b - blocked  # Q_b
+        slot = np.searchsorted(items, negatives)
+        np.minimum(slot, items.size - 1, out=slot)
+        c = np.where(items[slot] == negatives, counts[slot], 0)
+        q = c / np.where(allowed > 0, allowed, 1)[:, None]
+        none = allowed <= 0
+        if none.any():
+            q[none] = uniform[none, None]
+        return q

@@ -23,6 +23,7 @@ class Mixed(Sampler):
     """Uniform and in-batch negatives, mixed per slot."""
 
     name = "mixed"
+    has_log_q = True
 
     @dataclass(frozen=True)
     class Params:
@@ -50,3 +51,10 @@ class Mixed(Sampler):
         slots = np.flatnonzero(~uniform)
         out[slots] = self.inbatch.draw_rows(rows[slots], users, pos_items, rng)
         return out.reshape(users.size, k)
+
+    def _log_q(self, users: np.ndarray, pos_items: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+        """log(share / (n_items - |P_u|) + (1 - share) q_inbatch(j | row))."""
+        share = self.params.uniform_share
+        uniform = 1.0 / self.complement.n_free[users].astype(np.float64)
+        q = share * uniform[:, None] + (1.0 - share) * self.inbatch.probability(users, pos_items, negatives)
+        return np.log(q)

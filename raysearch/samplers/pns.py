@@ -31,6 +31,7 @@ class PNS(Sampler):
     """Popularity-based negative sampling."""
 
     name = "pns"
+    has_log_q = True
 
     @dataclass(frozen=True)
     class Params:
@@ -71,3 +72,6 @@ class PNS(Sampler):
     ) -> np.ndarray:
         rows = users if k == 1 else np.repeat(users, k)
         return self.excluding.draw(rows, rng).reshape(users.size, k)
+
+    def _log_q(self, users: np.ndarray, pos_items: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+        return self.excluding.log_probability(users[:, None], negatives)

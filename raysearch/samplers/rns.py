@@ -16,9 +16,15 @@ class RNS(Sampler):
     """Random (uniform) negative sampling."""
 
     name = "rns"
+    has_log_q = True
 
     def _sample(
         self, users: np.ndarray, pos_items: np.ndarray, k: int, rng: np.random.Generator, score_fn: ScoreFn | None
     ) -> np.ndarray:
         rows = users if k == 1 else np.repeat(users, k)
         return self.complement.uniform(rows, rng).reshape(users.size, k)
+
+    def _log_q(self, users: np.ndarray, pos_items: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+        """-log(n_items - |P_u|) in every slot."""
+        per_user = -np.log(self.complement.n_free[users].astype(np.float64))
+        return np.broadcast_to(per_user[:, None], negatives.shape).copy()

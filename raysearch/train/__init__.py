@@ -1,60 +1,8 @@
-"""Training: the loop, the pipelines (single stage, ICPNS two-stage, GDNS analysis), run directories."""
+"""Training: the loop, the pipelines (single stage, ICPNS two-stage, GDNS analysis), run directories.
 
-from __future__ import annotations
+``raysearch.run.train`` is what ``raysearch train`` runs; the loop itself is ``train.pipeline.run_training``.
+"""
 
-import dataclasses
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from raysearch.train.rundir import RunDir
 
-from raysearch.config import build_run_config, config_tree, resolve
-from raysearch.errors import ConfigError
-from raysearch.train.rundir import RunDir, default_run_dir
-
-
-def train(overrides: Sequence[str] = (), out: str | Path | None = None, resume: str | Path | None = None,
-          data_dir: str | None = None, cache_dir: str | None = None) -> dict[str, Any]:
-    """What ``raysearch train`` does: resolve the config, load the data, run the pipeline, return results.
-
-    ``resume``: a run directory of an interrupted run; its saved config is used (no overrides allowed)
-    and training continues from the last checkpoint, giving the same result as an uninterrupted run.
-    """
-    from raysearch.data import load_dataset
-    from raysearch.train.pipeline import run_training, validate_components
-
-    if resume is not None:
-        if overrides:
-            raise ConfigError("--resume continues a run with its saved configuration; drop the overrides "
-                              f"({', '.join(overrides)})")
-        run_dir = RunDir(resume)
-        if not run_dir.config_path.exists():
-            raise ConfigError(f"--resume {resume}: no config.yaml there (not a raysearch run directory)")
-        if run_dir.results_path.exists():
-            raise ConfigError(f"--resume {resume}: this run has finished already (results.json exists)")
-        cfg = build_run_config(run_dir.read_config())
-    else:
-        cfg = build_run_config(resolve(overrides))
-        validate_components(cfg)
-        if cfg.tracking.enabled:
-            # Resolve the store here: workers run in other directories.
-            from raysearch.tracking import resolve_tracking_uri
-
-            cfg = dataclasses.replace(cfg, tracking=dataclasses.replace(
-                cfg.tracking, uri=resolve_tracking_uri(cfg.tracking.uri)))
-        path = Path(out) if out is not None else default_run_dir(cfg.dataset.name, cfg.model.name, cfg.sampler.name)
-        if (path / "config.yaml").exists():
-            state = "a finished run" if (path / "results.json").exists() else "an unfinished run (--resume it)"
-            raise ConfigError(f"--out {path}: the directory holds {state}; choose another --out")
-    # Load (and so validate) the data before the run directory exists: a bad file leaves nothing behind.
-    dataset = load_dataset(cfg.dataset, data_dir=data_dir, cache_dir=cache_dir)
-    if resume is None:
-        run_dir = RunDir(path)
-        run_dir.write_config(config_tree(cfg))
-    if cfg.trainer.workers > 1:
-        from raysearch.distributed.trainer import train_distributed
-
-        return train_distributed(cfg, run_dir, data_dir=data_dir, cache_dir=cache_dir)
-    return run_training(cfg, dataset, run_dir)
-
-
-__all__ = ["RunDir", "train"]
+__all__ = ["RunDir"]

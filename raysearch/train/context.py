@@ -7,14 +7,27 @@ shards users across ranks and gathers per-user evaluation values. Nothing else i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from raysearch.evaluation import EvalResult
+from raysearch.samplers import make_sampler
 from raysearch.train.batches import n_steps_for
+
+TABLE_DRAWS = ("local", "remote")  # where a hosted sampler's draws run: in each worker, or in the actors
+
+
+@dataclass(frozen=True)
+class TableHosting:
+    """How a run on Ray may share a static sampler's tables: ``actors`` Ray actors host them (0: every
+    process builds its own), and ``draws`` says where draws run (one of ``TABLE_DRAWS``)."""
+
+    actors: int = 0
+    draws: str = "local"
 
 
 class TrainingContext(Protocol):
@@ -48,6 +61,10 @@ class TrainingContext(Protocol):
 
     def epoch_done(self, stage: str, epoch: int, stage_dir: Path, record: dict) -> None:
         """Called by every process after the epoch's checkpoint is written (e.g. to report it to Ray)."""
+
+    def build_sampler(self, name: str, train: Any, params: dict[str, Any], hosting: TableHosting) -> Any:
+        """The sampler ``name`` on ``train``: built here, or (a distributed context) served from tables
+        hosted as ``hosting`` says. The draws are the same either way."""
 
 
 class LocalContext:
@@ -84,3 +101,6 @@ class LocalContext:
 
     def epoch_done(self, stage: str, epoch: int, stage_dir: Path, record: dict) -> None:
         return None
+
+    def build_sampler(self, name: str, train: Any, params: dict[str, Any], hosting: TableHosting) -> Any:
+        return make_sampler(name, train, **params)

@@ -68,23 +68,22 @@ class Evaluator:
         was_training = model.training
         model.eval()
         try:
-            reps = model.propagate()
-            user_q, items = model.query(reps.users), reps.items
+            reps = model.propagate()  # once: every user batch is scored from these representations
             heldout = ds.valid if split == "valid" else ds.test
             if self.protocol == "full":
                 exclude = {"train": ds.train} if split == "valid" else {"train": ds.train, "valid": ds.valid}
                 result = evaluate_full(
-                    lambda users: user_q[users.to(user_q.device)] @ items.T,
+                    lambda users: model.full_scores(users, reps),
                     heldout, exclude, self.cfg.ks, self.cfg.metrics, batch_users=self.cfg.batch_users,
                     users=self.users, item_bands=self.item_bands, tie=self.cfg.tie,
                 )
             else:
                 negatives = ds.valid_negatives if split == "valid" else ds.test_negatives
+                device = reps.items.device
 
                 def pair_scores(users, cand):
-                    u = torch.as_tensor(np.asarray(users), device=user_q.device)
-                    c = torch.as_tensor(np.asarray(cand), device=user_q.device)
-                    return (user_q[u].unsqueeze(1) * items[c]).sum(-1)
+                    u = torch.as_tensor(np.asarray(users), device=device)
+                    return model.score(u, torch.as_tensor(np.asarray(cand), device=device), reps)
 
                 result = evaluate_sampled(pair_scores, heldout, negatives, self.cfg.ks, self.cfg.metrics,
                                           tie=self.cfg.tie, users=self.users, batch_users=self.cfg.batch_users,

@@ -15,7 +15,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,6 @@ from raysearch.communities import cluster_users, community_summary
 from raysearch.config import RunConfig, from_mapping, require, to_plain
 from raysearch.data.dataset import Dataset
 from raysearch.data.interactions import Interactions
-from raysearch.distributed.table_actors import DRAWS
 from raysearch.errors import ConfigError, RaysearchError
 from raysearch.evaluation import PER_USER_FILE, save_per_user
 from raysearch.evaluation.breakdown import group_means
@@ -37,11 +36,12 @@ from raysearch.models.base import Recommender
 from raysearch.registry import Registry
 from raysearch.rng import make_rng
 from raysearch.samplers import make_sampler
+from raysearch.train.callbacks import RunCallback
 from raysearch.train.checkpoint import load_checkpoint
-from raysearch.train.context import LocalContext, TrainingContext
+from raysearch.train.context import TABLE_DRAWS, LocalContext, TableHosting, TrainingContext
 from raysearch.train.evaluator import Evaluator
 from raysearch.train.rundir import RunDir
-from raysearch.train.trainer import StageOutcome, StageSpec, Trainer
+from raysearch.train.trainer import StageOutcome, StageSpec, Trainer, validate_loss
 from raysearch.version import code_version
 
 
@@ -54,14 +54,31 @@ class PipelineRun:
 
 
 @dataclass(frozen=True)
+class SharedFirstStage:
+    """A first stage that a study may run once and share across trials (ICPNS's pre-training).
+
+    ``overrides(base)``: the shared run's ``key=value`` overrides from the study's base overrides;
+    ``source_key``: the key that points a trial at the shared run's directory; ``independent(key)``:
+    whether a searched key leaves the shared stage unchanged (only then can a study share it).
+    """
+
+    overrides: Callable[[Sequence[str]], list[str]]
+    source_key: str
+    independent: Callable[[str], bool]
+
+
+@dataclass(frozen=True)
 class Pipeline:
     """A registered pipeline: its own config keys (a frozen dataclass), the function that runs it, and
     its output stage: the last stage it runs, whose best model on validation is the run's model (the one
-    tested, and the one a search must rank trials by)."""
+    tested, and the one a search must rank trials by). ``output_epochs(cfg)``: the epoch budget of the
+    output stage (a scheduler's ``max_t``). ``shared_first_stage``: set when a study may share stage 1."""
 
     Params: type
     run: Callable[..., PipelineRun]
     output_stage: str = "train"
+    output_epochs: Callable[[RunConfig], int] = lambda cfg: cfg.trainer.epochs
+    shared_first_stage: SharedFirstStage | None = None
 
 
 PIPELINES: Registry[Pipeline] = Registry("pipeline")
@@ -109,8 +126,8 @@ class IcpnsPipelineParams:
     def __post_init__(self) -> None:
         require(self.n_communities >= 1, "sampler.n_communities", "must be >= 1")
         require(self.table_actors >= 0, "sampler.table_actors", f"must be >= 0, got {self.table_actors}")
-        require(self.table_draws in DRAWS, "sampler.table_draws",
-                f"must be one of {', '.join(DRAWS)}, got {self.table_draws!r}")
+        require(self.table_draws in TABLE_DRAWS, "sampler.table_draws",
+                f"must be one of {', '.join(TABLE_DRAWS)}, got {self.table_draws!r}")
         require(self.pretrain_epochs is None or self.pretrain_epochs >= 0, "sampler.pretrain_epochs", "must be >= 0")
         require(self.finetune_epochs is None or self.finetune_epochs >= 0, "sampler.finetune_epochs", "must be >= 0")
         require(self.finetune_lr is None or self.finetune_lr > 0, "sampler.finetune_lr", "must be > 0")
@@ -147,7 +164,9 @@ def run_icpns(trainer: Trainer, cfg: RunConfig, dataset: Dataset, params: IcpnsP
             np.save(path, communities)
     summary = community_summary(dataset.train, communities)
     run_dir.write_json("communities.json", summary)
-    sampler = icpns_sampler(trainer.context, dataset.train, communities, sampler_params, params)
+    # On Ray workers the context may host the tables (actors, object store) instead of building them here.
+    sampler = trainer.context.build_sampler("icpns", dataset.train, {**sampler_params, "communities": communities},
+                                            TableHosting(params.table_actors, params.table_draws))
     lr = _or(params.finetune_lr, t.lr)
     # A fresh optimiser: Trainer.fit builds one per stage (the official code re-creates Adam).
     stages.append(trainer.fit(StageSpec("finetune", sampler, _or(params.finetune_epochs, t.epochs), lr,
@@ -175,16 +194,6 @@ def check_pretraining_source(source: Path, dataset: Dataset, model: Recommender,
         if have[key] != value:
             raise ConfigError(f"sampler.pretrained_from: {source} ran with {key} {have[key]!r}, this run has "
                               f"{value!r}")
-
-
-def icpns_sampler(context: TrainingContext, train: Interactions, communities: np.ndarray,
-                  sampler_params: dict[str, Any], params: IcpnsPipelineParams) -> Any:
-    """The fine-tuning sampler: ICPNS built here, or on Ray workers the tables the run's actors host."""
-    if not context.on_ray or params.table_actors == 0:
-        return make_sampler("icpns", train, communities=communities, **sampler_params)
-    from raysearch.distributed.table_actors import host_icpns
-
-    return host_icpns(context, train, communities, sampler_params, params.table_actors, params.table_draws)
 
 
 # --------------------------------------------------------------------------- GDNS
@@ -266,7 +275,36 @@ def false_negative_stats(sampler: Any, histogram_bins: int | None = None) -> dic
 
 
 PIPELINES.register("default")(Pipeline(NoParams, run_single))
-PIPELINES.register("icpns")(Pipeline(IcpnsPipelineParams, run_icpns, output_stage="finetune"))
+def icpns_pretraining_overrides(base: Sequence[str]) -> list[str]:
+    """The overrides of ICPNS's stage 1 run on its own: ``base`` with RNS as the sampler and the ICPNS
+    pipeline's ``sampler.pretrain_epochs`` (when set) as ``trainer.epochs``; the other ``sampler.*`` keys
+    belong to ICPNS and are dropped."""
+    out, epochs = [], None
+    for text in base:
+        key, _, value = text.partition("=")
+        key = key.lstrip("+")
+        if key == "sampler.pretrain_epochs":
+            epochs = value
+        elif key != "sampler" and not key.startswith("sampler."):
+            out.append(text)
+    out.append("sampler=rns")
+    if epochs not in (None, "", "null", "None"):
+        out.append(f"trainer.epochs={epochs}")
+    return out
+
+
+def icpns_finetune_epochs(cfg: RunConfig) -> int:
+    return cfg.sampler.params.get("finetune_epochs") or cfg.trainer.epochs
+
+
+PIPELINES.register("icpns")(Pipeline(
+    IcpnsPipelineParams, run_icpns, output_stage="finetune", output_epochs=icpns_finetune_epochs,
+    shared_first_stage=SharedFirstStage(
+        overrides=icpns_pretraining_overrides, source_key="sampler.pretrained_from",
+        # stage 1 (RNS) reads no ICPNS key but these two
+        independent=lambda key: key.startswith("sampler.") and key not in ("sampler.pretrain",
+                                                                           "sampler.pretrain_epochs")),
+))
 PIPELINES.register("gdns")(Pipeline(GdnsPipelineParams, run_gdns))
 
 
@@ -284,7 +322,9 @@ def validate_components(cfg: RunConfig) -> None:
     from_mapping(MODELS.get(cfg.model.name).Params, cfg.model.params, "model")
     pipeline = pipeline_of(cfg.sampler.name)
     _, sampler_params = split_sampler_params(cfg.sampler.params, pipeline.Params)
-    SAMPLERS.get(cfg.sampler.name).validate_params(sampler_params)
+    sampler_cls = SAMPLERS.get(cfg.sampler.name)
+    sampler_cls.validate_params(sampler_params)
+    validate_loss(cfg.trainer, sampler_cls)
 
 
 
@@ -303,12 +343,14 @@ def build_model(cfg: RunConfig, dataset: Dataset, tables=None) -> Recommender:
 
 
 def run_training(cfg: RunConfig, dataset: Dataset, run_dir: RunDir, context: TrainingContext | None = None,
-                 tables=None, threads: int | None = None, evaluate_test: bool = True) -> dict[str, Any]:
+                 tables=None, threads: int | None = None, evaluate_test: bool = True,
+                 callbacks: Sequence[RunCallback] = ()) -> dict[str, Any]:
     """Train with the sampler's pipeline, evaluate the selected model on test once, return the results.
 
     ``context``/``tables``: a distributed worker's context and sharded tables (default: one process).
     ``evaluate_test=False``: a search trial; the test split is not touched (selection happens later, on
-    validation, and the selected configuration alone is tested).
+    validation, and the selected configuration alone is tested). ``callbacks``: what the caller attaches
+    (MLflow, Ray metrics): each sees every epoch's record, then the results or the failure.
     """
     context = context or LocalContext()
     started = time.perf_counter()
@@ -320,19 +362,13 @@ def run_training(cfg: RunConfig, dataset: Dataset, run_dir: RunDir, context: Tra
     model = build_model(cfg, dataset, tables)
     evaluator = Evaluator(dataset, cfg.eval, cfg.trainer.valid_metric, context)
     trainer = Trainer(model, dataset, cfg.trainer, evaluator, run_dir, context)
-    logger = None
-    if cfg.tracking.enabled and context.is_main:
-        from raysearch.tracking import TrainingRunLogger, run_tags
-
-        tags = run_tags(cfg, dataset.name, dataset.fingerprint, evaluator.protocol, code_version())
-        logger = TrainingRunLogger(cfg, tags, run_name=run_dir.path.name)
-        step = iter(range(1 << 62))
-        trainer.epoch_callbacks.append(lambda record, _: logger.log_epoch(record, next(step)))
+    for callback in callbacks:
+        trainer.epoch_callbacks.append(callback.on_epoch)
     try:
         produced = pipeline.run(trainer, cfg, dataset, pipeline_params, sampler_params)
     except BaseException:
-        if logger is not None:
-            logger.fail()
+        for callback in callbacks:
+            callback.on_failure()
         raise
 
     selected = produced.stages[-1]
@@ -377,8 +413,8 @@ def run_training(cfg: RunConfig, dataset: Dataset, run_dir: RunDir, context: Tra
         if test is not None:  # per-user test values: the paired significance tests between samplers
             save_per_user(test, run_dir.path / PER_USER_FILE)
         run_dir.write_json("results.json", results)
-        if logger is not None:
-            logger.finish(results, run_dir.path)
+        for callback in callbacks:
+            callback.on_finish(results, run_dir.path)
     return results
 
 

@@ -22,12 +22,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from raysearch import metrics
+from raysearch.batch import Batch
 from raysearch.config import TrainerConfig
 from raysearch.data.dataset import Dataset
 from raysearch.errors import ConfigError, RaysearchError
-from raysearch.losses import LOSSES
-from raysearch.models.base import Recommender, l2_regulariser, make_scorer
+from raysearch.losses import LOSSES, Loss, LossSettings
+from raysearch.models.base import Recommender
 from raysearch.rng import make_rng, torch_seed
 from raysearch.train.batches import pair_batches, pair_rows, user_batches
 from raysearch.train.checkpoint import load_checkpoint, save_checkpoint
@@ -100,12 +100,34 @@ class StageOutcome:
 
 
 def resolve_loss(cfg: TrainerConfig, sampler: Any) -> str:
-    """``auto``: GDNS (a sampler that builds groups) trains group-wise, everything else with BPR."""
+    """``auto``: a sampler that builds negative groups (GDNS) trains group-wise, everything else with BPR."""
     if cfg.loss == "auto":
         return "group_hinge" if hasattr(sampler, "sample_groups") else "bpr"
-    if cfg.loss == "group_hinge" and not hasattr(sampler, "sample_groups"):
-        raise ConfigError("trainer.loss: group_hinge needs a sampler that builds negative groups (gdns)")
     return cfg.loss
+
+
+def validate_loss(cfg: TrainerConfig, sampler_cls: type) -> Loss:
+    """Check ``trainer.loss`` and ``trainer.logq_correction`` against the sampler (a class or instance)
+    before anything runs; returns the loss. Each problem is one ``ConfigError`` naming the key."""
+    name = resolve_loss(cfg, sampler_cls)
+    if name not in LOSSES:
+        raise ConfigError(f"trainer.loss: unknown loss {name!r} (known: auto, {', '.join(LOSSES.names())})")
+    loss = LOSSES.get(name)
+    sampler_name = getattr(sampler_cls, "name", "?")
+    if loss.group_wise and not hasattr(sampler_cls, "sample_groups"):
+        raise ConfigError(f"trainer.loss: {name} needs a sampler that builds negative groups (gdns), "
+                          f"not {sampler_name!r}")
+    if cfg.logq_correction:
+        if not loss.corrects_log_q:
+            correcting = [n for n in LOSSES.names() if LOSSES.get(n).corrects_log_q]
+            raise ConfigError(f"trainer.logq_correction: applies to trainer.loss={' or '.join(correcting)}, "
+                              f"not {name}")
+        if not getattr(sampler_cls, "has_log_q", False):
+            from raysearch.samplers.base import log_q_samplers
+
+            raise ConfigError(f"trainer.logq_correction: sampler {sampler_name!r} has no closed-form proposal "
+                              f"q(j | u) (samplers with one: {', '.join(log_q_samplers())})")
+    return loss
 
 
 def progress_enabled(setting: bool | None) -> bool:
@@ -141,6 +163,7 @@ class Trainer:
             return outcome
 
         loss_name = resolve_loss(self.cfg, spec.sampler)
+        validate_loss(self.cfg, spec.sampler)
         optimizer = OPTIMISERS[self.cfg.optimizer](self.model.parameters(), lr=spec.lr)
         state = {"best_metric": -math.inf, "best_epoch": -1, "best_valid": {}, "bad_evals": 0,
                  "epoch_seconds": [], "sampling_seconds": [], "step_seconds": [], "draws": 0}
@@ -234,6 +257,8 @@ class Trainer:
         raise InjectedFailure(f"injected failure after epoch {epoch} (trainer.fail_after_epoch)")
 
     def _run_epoch(self, spec: StageSpec, epoch: int, optimizer, loss_name: str, state: dict) -> dict:
+        """One epoch of steps: draw the batch's negatives, score it with the model, sum the ranking loss
+        and the model's own terms, step; then the epoch's record (loss and its terms, costs)."""
         cfg = self.cfg
         seed = cfg.seed
         torch.manual_seed(torch_seed(seed, spec.name, "torch", epoch))
@@ -241,10 +266,10 @@ class Trainer:
         sampler = spec.sampler
         sampler.start_epoch(epoch, rng)
         self.model.train()
-        loss_fn = LOSSES.get(loss_name)
-        margin = float(getattr(getattr(sampler, "params", None), "margin", cfg.margin))
-        group_wise = loss_name == "group_hinge"
-        if group_wise:
+        loss = LOSSES.get(loss_name)
+        settings = LossSettings(margin=float(getattr(getattr(sampler, "params", None), "margin", cfg.margin)),
+                                temperature=cfg.temperature)
+        if loss.group_wise:
             counts = self.dataset.train.user_counts()
             active = self.my_users[counts[self.my_users] > 0]
             n_steps = self.context.n_steps(active.size, cfg.batch_size)
@@ -255,6 +280,7 @@ class Trainer:
             batches = pair_batches(users_all, items_all, n_steps, rng)
 
         sampling = steps = loss_sum = 0.0
+        term_sums: dict[str, float] = {}
         rows = draws = 0
         comm = getattr(self.model.tables, "stats", None)  # sharded tables count the bytes they send
         comm_before = comm.bytes_sent if comm is not None else 0
@@ -262,49 +288,42 @@ class Trainer:
         inner = tqdm(batches, total=n_steps, desc=f"epoch {epoch}", leave=False, unit="batch",
                      disable=not self.show_progress, dynamic_ncols=True)
         model = self.model
-        for batch in inner:
+        for rows_of_step in inner:
             t_step = time.perf_counter()
             # Graph models propagate once per step; the sampler's scorer reuses those representations.
             reps = model.propagate() if model.propagates else None
-            score_fn = None
-            if sampler.dynamic:
-                score_fn = make_scorer(model, reps if reps is not None else model.propagate())
+            score_fn = model.frozen_scorer(reps) if sampler.dynamic else None
             t_sample = time.perf_counter()
-            if group_wise:
-                users = batch
-                pos, neg = sampler.sample_groups(users, rng=rng, score_fn=score_fn)
-            else:
-                users, pos = batch
-                neg = sampler.sample(users, pos, num_negatives=cfg.num_negatives, rng=rng, score_fn=score_fn)
+            batch = self._draw(sampler, rows_of_step, loss.group_wise, rng, score_fn)
             sampling += time.perf_counter() - t_sample
-            draws += int(np.asarray(neg).size)
+            draws += batch.size * batch.n_negatives
 
-            u_t = torch.as_tensor(users, device=self.device)
-            pos = np.asarray(pos).reshape(len(users), -1)
-            neg = np.asarray(neg).reshape(len(users), -1)
-            # one lookup for positives and negatives: (B, P + K) item ids
-            i_t = torch.as_tensor(np.concatenate([pos, neg], axis=1), device=self.device)
-            u, v, u0, v0 = model.batch_rows(u_t, i_t, reps)
-            scores = model.interaction(u.unsqueeze(1), v)  # (B, P + K)
-            p_scores, n_scores = scores[:, : pos.shape[1]], scores[:, pos.shape[1] :]
-            loss = loss_fn(p_scores if group_wise else p_scores[:, 0], n_scores, margin)
-            if cfg.reg > 0:
-                loss = loss + cfg.reg * l2_regulariser(len(users), u0, v0)
+            scores = model.batch_scores(batch, reps, cfg.reg)
+            log_q = None if batch.log_q is None else torch.as_tensor(
+                batch.log_q, dtype=scores.negative.dtype, device=scores.negative.device)
+            positive = scores.positive if loss.group_wise else scores.positive[:, 0]
+            ranking = loss.compute(positive, scores.negative, settings, log_q)
+            total = ranking
+            for term in scores.terms.values():
+                total = total + term
             optimizer.zero_grad(set_to_none=True)
             # Each process averages over its rows; the objective is the mean over processes, whose
             # gradient for sharded rows is summed by the tables' collectives and for replicated
             # parameters by context.reduce_gradients.
-            (loss / self.context.world_size).backward()
+            (total / self.context.world_size).backward()
             self.context.reduce_gradients(model)
             optimizer.step()
             steps += time.perf_counter() - t_step
-            loss_sum += float(loss.detach()) * len(users)
-            rows += len(users)
+            loss_sum += float(total.detach()) * batch.size
+            for name, value in (("ranking", ranking), *scores.terms.items()):
+                term_sums[name] = term_sums.get(name, 0.0) + float(value.detach()) * batch.size
+            rows += batch.size
         inner.close()
         if sampler.dynamic:
             sampler.end_epoch(epoch, self.model.frozen_scorer())
         epoch_seconds = time.perf_counter() - t_epoch
-        totals = self.context.sum(np.array([loss_sum, rows], dtype=np.float64))
+        term_names = sorted(term_sums)
+        totals = self.context.sum(np.array([loss_sum, rows, *(term_sums[n] for n in term_names)], dtype=np.float64))
         state["epoch_seconds"].append(epoch_seconds)
         state["sampling_seconds"].append(sampling)
         state["step_seconds"].append(steps)
@@ -316,19 +335,33 @@ class Trainer:
             "stage": spec.name,
             "epoch": epoch,
             "loss": float(totals[0] / max(totals[1], 1)),
+            # the loss's parts, each a mean over rows: the ranking loss and the model's own terms
+            "loss_terms": {n: float(v / max(totals[1], 1)) for n, v in zip(term_names, totals[2:], strict=True)},
             "epoch_seconds": epoch_seconds,
             "sampling_seconds": sampling,
             "sampling_share": sampling / steps if steps else None,
             "draws_per_second": draws / sampling if sampling else None,
             "steps": n_steps,
+            "draws": draws,
         }
         if comm is not None:
             record["comm_bytes_per_step"] = (comm.bytes_sent - comm_before) / n_steps
-        metrics.record_epoch({"dataset": self.dataset.name, "model": self.model.name, "sampler": sampler.name,
-                              "stage": spec.name}, record, draws)
         if epoch == 0 or "memory" not in state:
             state["memory"] = self._memory_per_process(optimizer)
         return record
+
+    def _draw(self, sampler: Any, rows_of_step: Any, group_wise: bool, rng: np.random.Generator,
+              score_fn: Any) -> Batch:
+        """The step's typed batch: a group sampler's (users, positive groups, negative groups), or
+        (user, positive) rows with their negatives, and log q(j | u) when logQ correction is on."""
+        if group_wise:
+            users = rows_of_step
+            pos, neg = sampler.sample_groups(users, rng=rng, score_fn=score_fn)
+        else:
+            users, pos = rows_of_step
+            neg = sampler.sample(users, pos, num_negatives=self.cfg.num_negatives, rng=rng, score_fn=score_fn)
+        log_q = sampler.log_q(users, pos, neg) if self.cfg.logq_correction else None
+        return Batch.of(users, pos, neg, log_q=log_q)
 
     def _memory_per_process(self, optimizer) -> dict[str, list[int]]:
         """Bytes of parameters and of optimiser state held by each process (lists indexed by rank)."""

@@ -1,0 +1,279 @@
+"""The study: its directory, the search of each sampler (Ray Tune + Optuna/ASHA), the shared first stage
+of a pipeline that has one, and the final runs of the selected configurations."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from raysearch.config import build_run_config, config_tree, expand_experiments, parse_override, resolve
+from raysearch.errors import ConfigError
+from raysearch.train.rundir import RunDir, write_json_atomic
+from raysearch.tune.callbacks import TrialsRunning, mlflow_callback
+from raysearch.tune.selection import _best_trial, _metric_key, _summarise, format_summary
+from raysearch.tune.space import SearchConfig, SearchOptions, load_search
+from raysearch.tune.trial import run_trial
+
+
+@dataclass
+class Study:
+    """A study directory: ``study.json`` (what was asked), ``tune/`` (Ray Tune), ``summary.*``."""
+
+    path: Path
+    search: SearchConfig
+    base: list[str]
+    tracking_uri: str
+    experiment: str
+
+    @property
+    def tune_dir(self) -> Path:
+        return self.path / "tune"
+
+
+def start_study(args_overrides: Sequence[str], out: str | Path | None, tracking_uri: str | None,
+                experiment: str | None = None) -> Study:
+    """Parse ``search=NAME``, ``search.*`` and the run overrides into a new study directory.
+
+    ``experiment``: the MLflow experiment to log into (several studies may share one, so that one report
+    compares them); default ``<search>-<study directory name>``."""
+    from raysearch.tracking import resolve_tracking_uri
+
+    # experiment=NAME stays unexpanded in the base: each trial expands it with its own sampler, so that
+    # the experiment's per-sampler overrides (sampler_overrides) reach that sampler's trials
+    expand_experiments(args_overrides)  # unknown experiments fail now
+    search_name, search_values, base = None, {}, []
+    for text in args_overrides:
+        key, value = parse_override(text)
+        if key == "search":
+            search_name = str(value)
+        elif key.startswith("search."):
+            search_values[key.removeprefix("search.")] = value
+        elif key == "sampler":
+            raise ConfigError(f"{text}: a study chooses its samplers in its search file (conf/search/*.yaml)")
+        else:
+            base.append(text)
+    if search_name is None:
+        raise ConfigError("name a study: search=NAME (conf/search/*.yaml)")
+    search = load_search(search_name, search_values)
+    from raysearch.train.pipeline import validate_components
+
+    for sampler in search.samplers:  # every trial's config must resolve: fail now, not in a worker
+        validate_components(build_run_config(resolve([*base, f"sampler={sampler}"])))
+    # Absolute: Ray Tune's storage must be (a relative path reads as a URI without a scheme).
+    path = (Path(out) if out else Path("studies") / f"{search_name}-{_stamp()}").resolve()
+    if (path / "study.json").exists():
+        raise ConfigError(f"--out {path}: a study exists there; use --resume {path} or another --out")
+    path.mkdir(parents=True, exist_ok=True)
+    uri = resolve_tracking_uri(tracking_uri)
+    experiment = experiment or f"{search_name}-{path.resolve().name}"
+    write_json_atomic(path / "study.json", {"search": search_name, "search_overrides": search_values,
+                                            "base": base, "tracking_uri": uri, "experiment": experiment})
+    return Study(path, search, base, uri, experiment)
+
+
+def load_study(path: str | Path, tracking_uri: str | None = None) -> Study:
+    path = Path(path).resolve()
+    meta_path = path / "study.json"
+    if not meta_path.exists():
+        raise ConfigError(f"--resume {path}: no study.json there (not a raysearch study directory)")
+    meta = json.loads(meta_path.read_text())
+    search = load_search(meta["search"], meta["search_overrides"])
+    return Study(path, search, meta["base"], tracking_uri or meta["tracking_uri"], meta["experiment"])
+
+
+def _stamp() -> str:
+    import datetime as dt
+
+    return dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def run_study(study: Study, data_dir: str | None = None, cache_dir: str | None = None,
+              report=print) -> dict[str, Any]:
+    """Search every sampler, re-train each selection on the final seeds (test once each), summarise."""
+    import ray
+
+    from raysearch.tracking import ensure_experiment
+
+    os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    ensure_experiment(study.tracking_uri, study.experiment)
+    # Ctrl-C must interrupt the study (KeyboardInterrupt; Tune's saved state keeps running trials as
+    # unfinished, so --resume continues them) rather than make Tune mark running trials finished.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    base_cfg = build_run_config(resolve(study.base))
+    threads = base_cfg.trainer.threads or 1
+    if base_cfg.trainer.workers > 1:
+        raise ConfigError("trainer.workers > 1 inside a study is not supported yet: trials run one process "
+                          "each (use search.max_concurrent to run several at once)")
+    concurrency = study.search.options.max_concurrent or max(1, cpus // threads)
+    settings = {"threads": threads, "data_dir": _abs(data_dir), "cache_dir": _abs(cache_dir)}
+    from raysearch.data import load_dataset
+
+    load_dataset(base_cfg.dataset, data_dir=data_dir, cache_dir=cache_dir)  # warm the cache once
+    if note := tpe_startup_note(study.search.options):
+        report(note)
+
+    selections: dict[str, dict[str, Any]] = {}
+    for sampler in study.search.samplers:
+        fixed, pretrain_epochs = _shared_pretraining(study, sampler, settings, report)
+        selections[sampler] = _search(study, sampler, fixed, settings, concurrency, report)
+        selections[sampler]["trial_epochs"] += pretrain_epochs
+        selections[sampler]["shared_pretraining_epochs"] = pretrain_epochs
+    finals = _final_runs(study, selections, settings, concurrency, report)
+    summary = _summarise(study, selections, finals)
+    report(format_summary(summary))
+    return summary
+
+
+def _abs(path: str | None) -> str | None:
+    return str(Path(path).resolve()) if path else None
+
+
+def _shared_pretraining(study: Study, sampler: str, settings: dict, report) -> tuple[list[str], int]:
+    """Run the sampler's shared first stage once (when its pipeline has one, the study's
+    ``share_pretraining`` is on and every searched key is independent of that stage); returns the
+    override that points trials at it and its epochs (counted once in the study's compute)."""
+    from raysearch.train.pipeline import pipeline_of
+
+    shared = pipeline_of(sampler).shared_first_stage
+    if shared is None or not study.search.options.share_pretraining:
+        return [], 0
+    if not all(shared.independent(k) for k in study.search.space(sampler)):
+        return [], 0
+    from raysearch.data import load_dataset
+    from raysearch.train.pipeline import run_training
+
+    run_dir = RunDir(study.path / "pretrain")
+    if not run_dir.results_path.exists():
+        report(f"[{sampler}] running its first stage once, shared by every trial")
+        cfg = build_run_config(resolve(shared.overrides(study.base)))
+        if not run_dir.config_path.exists():
+            run_dir.write_config(config_tree(cfg))
+        dataset = load_dataset(cfg.dataset, data_dir=settings["data_dir"], cache_dir=settings["cache_dir"])
+        run_training(cfg, dataset, run_dir, threads=settings["threads"], evaluate_test=False)
+    done = json.loads(run_dir.results_path.read_text())
+    epochs = sum(stage["epochs_run"] for stage in done["stages"].values())
+    return [f"{shared.source_key}={run_dir.path.resolve()}"], epochs
+
+
+def _search(study: Study, sampler: str, fixed: list[str], settings: dict, concurrency: int, report) -> dict:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    name = f"search-{sampler}"
+    metric = _metric_key(study)
+    space = study.search.space(sampler)
+    param_space: dict[str, Any] = {"_base": study.base, "_sampler": sampler, "_fixed": fixed}
+    trainable = tune.with_resources(tune.with_parameters(run_trial, settings=settings),
+                                    {"cpu": settings["threads"]})
+    path = study.tune_dir / name
+    callbacks = [mlflow_callback(study.tracking_uri, study.experiment, study.path.name, "search", settings),
+                 TrialsRunning(study.path.name)]
+    if tune.Tuner.can_restore(str(path)):
+        report(f"[{sampler}] resuming the search in {path}")
+        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        report(f"[{sampler}] searching {', '.join(space) or '(no parameters)'}: "
+               f"{study.search.options.num_samples} trials, {concurrency} at a time")
+        if study.search.options.algorithm == "grid":
+            param_space.update({k: tune.grid_search(list(d.grid)) for k, d in space.items()})
+            search_alg, num_samples = None, 1
+            if any(not d.grid for d in space.values()):
+                raise ConfigError("search.algorithm=grid needs grid values for every dimension")
+        else:
+            param_space.update({k: d.to_tune() for k, d in space.items()})
+            search_alg = _optuna(study, metric) if space else None
+            num_samples = study.search.options.num_samples
+        scheduler = None
+        if study.search.options.scheduler == "asha":
+            scheduler = ASHAScheduler(time_attr="stage_epochs", max_t=_max_epochs(study, sampler, fixed),
+                                      grace_period=study.search.options.grace_period,
+                                      reduction_factor=study.search.options.reduction_factor)
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(metric=metric, mode="max", search_alg=search_alg, scheduler=scheduler,
+                                        num_samples=num_samples, max_concurrent_trials=concurrency,
+                                        trial_dirname_creator=_trial_dirname),
+            run_config=tune.RunConfig(name=name, storage_path=str(study.tune_dir.resolve()), verbose=0,
+                                      callbacks=callbacks),
+        )
+    grid = tuner.fit()
+    return _best_trial(grid, metric, space, sampler, fixed)
+
+
+def _trial_dirname(trial) -> str:
+    return f"trial-{trial.trial_id}"
+
+
+def _optuna(study: Study, metric: str):
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    options = study.search.options
+    sampler = optuna.samplers.TPESampler(seed=options.seed, constant_liar=True,
+                                         n_startup_trials=options.startup_trials)
+    return OptunaSearch(metric=metric, mode="max", sampler=sampler)
+
+
+def tpe_startup_note(options: SearchOptions) -> str | None:
+    """A warning when TPE never leaves its random start-up: its first ``startup_trials`` suggestions are
+    seeded random draws, so with no more trials than that the search is a random search (the same draws
+    for every sampler and backbone of a study that share a space and a seed)."""
+    if options.algorithm != "optuna" or options.num_samples > options.startup_trials:
+        return None
+    return (f"note: {options.num_samples} trial(s) <= TPE's {options.startup_trials} random start-up "
+            f"trials, so this search is a seeded random search; raise search.num_samples or lower "
+            f"search.startup_trials for TPE to use the results")
+
+
+def _max_epochs(study: Study, sampler: str, fixed: list[str]) -> int:
+    """ASHA's ``max_t``: the most epochs a trial runs in its pipeline's output stage."""
+    from raysearch.train.pipeline import pipeline_of
+
+    cfg = build_run_config(resolve([*study.base, f"sampler={sampler}", *fixed]))
+    return max(1, pipeline_of(sampler).output_epochs(cfg))
+
+
+def _final_runs(study: Study, selections: dict, settings: dict, concurrency: int, report) -> list[dict]:
+    """Re-train each sampler's selection on the final seeds; these runs alone evaluate test (once each)."""
+    from ray import tune
+
+    base_seed = build_run_config(resolve(study.base)).trainer.seed
+    seeds = [base_seed + i for i in range(study.search.options.final_seeds)]
+    configs = [{"_base": study.base, "_sampler": sampler, "_final": True,
+                "_fixed": [*sel["fixed"], f"trainer.seed={seed}"], **sel["best"]["params"]}
+               for sampler, sel in selections.items() for seed in seeds]
+    settings = {**settings, "final_configs": configs}
+    path = study.tune_dir / "final"
+    trainable = tune.with_resources(tune.with_parameters(run_trial, settings=settings),
+                                    {"cpu": settings["threads"]})
+    callbacks = [mlflow_callback(study.tracking_uri, study.experiment, study.path.name, "final", settings),
+                 TrialsRunning(study.path.name)]
+    report(f"final: the selected configuration of each sampler on seeds {seeds} (test evaluated once per run)")
+    if tune.Tuner.can_restore(str(path)):
+        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"_final_index": tune.grid_search(list(range(len(configs))))},
+            tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, trial_dirname_creator=_trial_dirname),
+            run_config=tune.RunConfig(name="final", storage_path=str(study.tune_dir.resolve()), verbose=0,
+                                      callbacks=callbacks),
+        )
+    grid = tuner.fit()
+    runs = []
+    for result in grid:
+        if result.error is not None or not result.metrics:
+            raise ConfigError(f"a final run failed: {result.error}")
+        config = configs[result.config["_final_index"]]
+        runs.append({"sampler": config["_sampler"], "metrics": result.metrics, "path": str(result.path)})
+    return runs
