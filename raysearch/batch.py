@@ -19,7 +19,8 @@ class Batch:
     negatives are synthesised. ``negative_vectors``: a tensor (B, K, d') of synthesised negatives' final
     representations (MixGCF-style samplers), scored by the model's ``interaction``; None for item ids.
     ``log_q`` float64 (B, K): log q(j | u) of each drawn negative, where the sampler knows it in closed form
-    and the loss asked for it (logQ correction); else None.
+    and the loss asked for it (logQ correction); else None. ``negative_rows0`` (B, K, d): the layer-0 part
+    of synthesised negatives (MixGCF's L2 includes it).
     """
 
     users: np.ndarray
@@ -27,6 +28,7 @@ class Batch:
     negatives: np.ndarray | None = None
     negative_vectors: Any = None
     log_q: np.ndarray | None = None
+    negative_rows0: Any = None  # (B, K, d): synthesised negatives' layer-0 part, for the L2 term
 
     def __post_init__(self) -> None:
         b = self.users.shape[0]

@@ -298,7 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RaysearchError as err:
         if debug:
             raise
-        print(f"raysearch: error: {err}", file=sys.stderr)
+        # One line, whatever the message holds (a wrapped library message may span several).
+        message = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(f"raysearch: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("raysearch: interrupted", file=sys.stderr)

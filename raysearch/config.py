@@ -16,6 +16,7 @@ parameter names are validated by the component's own registry when it is built.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib.resources
 import types
 import typing
@@ -42,6 +43,17 @@ DEFAULT_GROUP_CHOICE = {
 def conf_dir() -> Path:
     """The directory holding the YAML groups (``conf/`` of the source tree, shipped as ``raysearch.conf``)."""
     return Path(str(importlib.resources.files("raysearch.conf")))
+
+
+def unknown_key_message(dotted: str, known: Sequence[str], what: str = "key") -> str:
+    """``unknown key 'trainer.lrr' (known: epochs, ..., lr, ...); did you mean 'trainer.lr'?``: the list is
+    the names valid where ``dotted`` was given; the suggestion, the closest of them (when one is close)."""
+    prefix, _, name = dotted.rpartition(".")
+    message = f"unknown {what} {dotted!r} (known: {', '.join(known) or 'none'})"
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    if close:
+        message += f"; did you mean {(f'{prefix}.' if prefix else '') + close[0]!r}?"
+    return message
 
 
 def require(condition: bool, key: str, message: str) -> None:
@@ -127,7 +139,7 @@ def from_mapping(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
     for key, value in data.items():
         dotted = f"{prefix}.{key}" if prefix else str(key)
         if key not in names:
-            raise ConfigError(f"unknown key {dotted!r} (known: {', '.join(names)})")
+            raise ConfigError(unknown_key_message(dotted, names))
         kwargs[key] = _coerce(value, hints[key], dotted)
     try:
         return cls(**kwargs)
@@ -443,7 +455,10 @@ def resolve(overrides: Sequence[str] = (), base: Mapping[str, Any] | None = None
         if key in GROUPS:
             continue
         if key.split(".")[0] not in GROUPS:
-            raise ConfigError(f"unknown key {key!r} (groups: {', '.join(GROUPS)})")
+            group = key.split(".")[0]
+            close = difflib.get_close_matches(group, GROUPS, n=1, cutoff=0.6)
+            hint = f"; did you mean {key.replace(group, close[0], 1)!r}?" if close else ""
+            raise ConfigError(f"unknown key {key!r} (groups: {', '.join(GROUPS)}){hint}")
         _set_dotted(tree, key, value)
     return tree
 

@@ -25,3 +25,12 @@ class DataError(RaysearchError):
 
 class SamplingError(RaysearchError):
     """A sampler cannot draw what it was asked (e.g. a user who interacted with every item)."""
+
+
+class RunStateError(RaysearchError):
+    """A run or study directory whose saved state (config, metrics, checkpoint, study file) is corrupt,
+    truncated or not raysearch's. ``where`` is ``path`` or ``path:line``."""
+
+    def __init__(self, message: str, where: str | None = None):
+        self.where = where
+        super().__init__(f"{where}: {message}" if where else message)

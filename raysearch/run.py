@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from raysearch.config import build_run_config, config_tree, resolve
-from raysearch.errors import ConfigError
+from raysearch.errors import ConfigError, RunStateError
 from raysearch.train.rundir import RunDir, default_run_dir
 
 
@@ -24,18 +24,26 @@ def train(overrides: Sequence[str] = (), out: str | Path | None = None, resume: 
     and training continues from the last checkpoint, giving the same result as an uninterrupted run.
     """
     from raysearch.data import load_dataset
-    from raysearch.train.pipeline import run_training, validate_components
+    from raysearch.train.pipeline import check_run, run_training, validate_components
 
     if resume is not None:
         if overrides:
             raise ConfigError("--resume continues a run with its saved configuration; drop the overrides "
                               f"({', '.join(overrides)})")
-        run_dir = RunDir(resume)
+        # Read-only until every check has passed: a refused resume leaves the directory as it was.
+        run_dir = RunDir(resume, writable=False)
+        if not run_dir.path.is_dir():
+            raise ConfigError(f"--resume {resume}: no such directory")
         if not run_dir.config_path.exists():
             raise ConfigError(f"--resume {resume}: no config.yaml there (not a raysearch run directory)")
         if run_dir.results_path.exists():
             raise ConfigError(f"--resume {resume}: this run has finished already (results.json exists)")
-        cfg = build_run_config(run_dir.read_config())
+        try:
+            cfg = build_run_config(run_dir.read_config())
+            validate_components(cfg)
+        except ConfigError as err:
+            raise RunStateError(str(err), where=str(run_dir.config_path)) from None
+        run_dir.check_resumable()
     else:
         cfg = build_run_config(resolve(overrides))
         validate_components(cfg)
@@ -49,11 +57,15 @@ def train(overrides: Sequence[str] = (), out: str | Path | None = None, resume: 
         if (path / "config.yaml").exists():
             state = "a finished run" if (path / "results.json").exists() else "an unfinished run (--resume it)"
             raise ConfigError(f"--out {path}: the directory holds {state}; choose another --out")
-    # Load (and so validate) the data before the run directory exists: a bad file leaves nothing behind.
+    # Load (and so validate) the data, and check what needs it, before the run directory is written: a bad
+    # file, a split without validation users or a bad pretrained_from source leaves nothing behind.
     dataset = load_dataset(cfg.dataset, data_dir=data_dir, cache_dir=cache_dir)
+    check_run(cfg, dataset)
     if resume is None:
         run_dir = RunDir(path)
         run_dir.write_config(config_tree(cfg))
+    else:
+        run_dir = RunDir(resume)
     if cfg.trainer.workers > 1:
         from raysearch.distributed.trainer import train_distributed
 

@@ -188,16 +188,15 @@ def track_run_dir(run_dir: str | Path, tracking_uri: str | None, experiment: str
     artifacts. Returns the MLflow run id. The run is not re-evaluated: what it recorded is what is logged.
     """
     import dataclasses
-    import json
 
     from raysearch.config import build_run_config
     from raysearch.errors import ConfigError
-    from raysearch.train.rundir import RunDir
+    from raysearch.train.rundir import RunDir, read_json
 
     rd = RunDir(run_dir, writable=False)
     if not rd.results_path.exists():
         raise ConfigError(f"{rd.path}: no results.json (not a finished raysearch run)")
-    results = json.loads(rd.results_path.read_text())
+    results = read_json(rd.results_path)
     cfg = build_run_config(rd.read_config())
     cfg = dataclasses.replace(cfg, tracking=dataclasses.replace(
         cfg.tracking, enabled=True, uri=resolve_tracking_uri(tracking_uri), experiment=experiment))

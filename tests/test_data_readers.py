@@ -178,7 +178,7 @@ def test_npy_rejects_floats_and_negative_ids(tmp_path):
     np.save(tmp_path / "train_list.npy", np.array([[0, 1]]))
     with pytest.raises(DataError) as err:
         read(tmp_path, format="npy")
-    assert str(err.value) == f"{tmp_path / 'test_list.npy'}:2: negative id in row 2: [2, -1]"
+    assert str(err.value) == f"{tmp_path / 'test_list.npy'}:2: negative item id -1"
 
 
 # --------------------------------------------------------------------------- csv

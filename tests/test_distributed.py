@@ -24,7 +24,7 @@ def _step_worker(rank, world, model_name, params):
     ds = synthetic_dataset(n_users=60, n_items=40)
     torch.manual_seed(0)
     tables = ShardedEmbeddings(ds.n_users, ds.n_items, 8) if world > 1 else None
-    model = make_model(model_name, ds.n_users, ds.n_items, ds.train, tables=tables, dim=8, **params)
+    model = make_model(model_name, ds.n_users, ds.n_items, ds.train, tables=tables, **params)  # rows of width 8
     users, items = ds.train.pairs()
     rng = np.random.default_rng(0)
     neg = rng.integers(0, ds.n_items, users.size)
@@ -49,9 +49,11 @@ def _step_worker(rank, world, model_name, params):
 
 
 @pytest.mark.parametrize(("model_name", "params"), [
-    ("gmf", {}),
-    ("lightgcn", {}),
-    ("ngcf", {"layer_sizes": [8, 8], "node_dropout": 0.0, "message_dropout": 0.0}),  # no randomness
+    ("gmf", {"dim": 8}),
+    ("lightgcn", {"dim": 8}),
+    ("ngcf", {"dim": 8, "layer_sizes": [8, 8], "node_dropout": 0.0, "message_dropout": 0.0}),  # no randomness
+    ("neumf", {"mf_dim": 3, "mlp_dim": 5, "mlp_layers": [6, 4], "dropout": 0.0}),
+    ("dmf", {"dim": 8, "user_layers": [8, 5], "item_layers": [6, 5]}),
 ])
 def test_a_step_on_two_ranks_equals_a_step_on_one(model_name, params):
     (single,) = run_in_process_group(_step_worker, 1, model_name, params)

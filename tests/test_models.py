@@ -36,7 +36,7 @@ def test_score_full_scores_and_pairwise_agree(name, graph_train):
 
 
 @pytest.mark.parametrize("chunk_pairs", [8192, 3])  # one chunk; chunks of one row (5 x 2 pairs a row)
-@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("name", [n for n in MODELS.names() if MODELS.get(n).bilinear])
 def test_scorer_broadcasts_users_over_items_with_the_same_floats_as_repeated_ids(
         name, chunk_pairs, graph_train, monkeypatch):
     monkeypatch.setattr(models_base, "SCORER_CHUNK_PAIRS", chunk_pairs)
@@ -168,7 +168,7 @@ def test_model_dropout_only_in_training(graph_train):
 
 
 def test_unknown_model_and_parameter_errors(graph_train):
-    with pytest.raises(ConfigError, match=r"unknown model 'svd' \(known: gmf, lightgcn, mf, ngcf\)"):
+    with pytest.raises(ConfigError, match=r"unknown model 'svd' \(known: dmf, gmf, lightgcl, lightgcn, mf, neumf, ngcf\)"):
         make_model("svd", 12, 9, graph_train)
     with pytest.raises(ConfigError, match=r"unknown key 'model\.layers' \(known: dim, n_layers, init_std\)"):
         make_model("lightgcn", 12, 9, graph_train, layers=3)

@@ -217,8 +217,8 @@ def test_the_models_loss_terms_are_added_to_the_ranking_loss_and_logged_apart(sm
     mf = MODELS.get("mf")
 
     class MFWithAux(mf):
-        def loss_terms(self, batch, users0, items0, reg):
-            return {**super().loss_terms(batch, users0, items0, reg), "aux": 0.25 * users0.pow(2).mean()}
+        def loss_terms(self, batch, reps, users0, items0, reg):
+            return {**super().loss_terms(batch, reps, users0, items0, reg), "aux": 0.25 * users0.pow(2).mean()}
 
     def make_aux(name, n_users, n_items, train, tables=None, **params):
         return MFWithAux(n_users, n_items, from_mapping(mf.Params, params, "model"), train, tables=tables)
@@ -242,3 +242,33 @@ def test_softmax_with_logq_correction_trains_and_differs_from_the_uncorrected_lo
     assert corrected["valid"]["ndcg@10"] > untrained["valid"]["ndcg@10"] + 0.02
     assert corrected["trainer"]["logq_correction"] and corrected["trainer"]["loss"] == "softmax"
     assert corrected["valid"] != plain["valid"]  # the correction changes the gradient
+
+
+NEURAL_BACKBONES = {
+    "neumf": ["model.mf_dim=8", "model.mlp_dim=8", "model.mlp_layers=[16,8]"],  # dropout 0.1: torch's RNG
+    "dmf": ["model.dim=16", "model.user_layers=[16]", "model.item_layers=[16]"],
+    "lightgcl": ["model.dim=16", "trainer.reg=1e-7", "model.cl_weight=0.01"],  # 0.2 holds it back early
+}
+
+
+@pytest.mark.parametrize("model", NEURAL_BACKBONES)
+def test_neural_backbones_learn_resume_exactly_and_serve_every_sampler_kind(model, small_dataset, tmp_path):
+    def _run(overrides, dataset, out):  # SMALL without model.dim, which not every backbone has
+        cfg = load_run_config([*(o for o in SMALL if not o.startswith("model.")), *overrides])
+        return run_training(cfg, dataset, RunDir(out)), cfg
+
+    base = [f"model={model}", *NEURAL_BACKBONES[model], "trainer.epochs=4"]
+    full, _ = _run(base, small_dataset, tmp_path / "full")
+    untrained, _ = _run([*base, "trainer.epochs=0"], small_dataset, tmp_path / "zero")
+    assert full["valid"]["ndcg@10"] > untrained["valid"]["ndcg@10"] + 0.02
+    with pytest.raises(InjectedFailure):
+        _run([*base, "trainer.fail_after_epoch=1"], small_dataset, tmp_path / "cut")
+    resumed, _ = _run([*base, "trainer.fail_after_epoch=1"], small_dataset, tmp_path / "cut")
+    assert resumed["valid"] == full["valid"] and resumed["test"] == full["test"]
+    # a dynamic sampler scores with the model; ICPNS clusters its user representations
+    dns, _ = _run([*base, "trainer.epochs=2", "sampler=dns"], small_dataset, tmp_path / "dns")
+    icpns, _ = _run([*base, "trainer.epochs=2", "sampler=icpns", "sampler.n_communities=3",
+                     "sampler.finetune_epochs=1"], small_dataset, tmp_path / "icpns")
+    for results in (dns, icpns):
+        assert all(math.isfinite(v) for v in results["test"].values())
+    assert len(np.unique(np.load(tmp_path / "icpns" / "communities.npy"))) == 3

@@ -150,6 +150,7 @@ def bench_draws(n_items: int, draws: int, batch: int, seed: int) -> dict[str, An
         "inbatch": make_sampler("inbatch", train),
         "mixed": make_sampler("mixed", train, uniform_share=0.5),
         "dns": make_sampler("dns", train, num_candidates=10),
+        "ahns": make_sampler("ahns", train, n_negs=10),
     }
     fns: dict[str, Callable[[int], Any]] = {}
     for name, sampler in samplers.items():
@@ -278,7 +279,7 @@ def run(report: Callable[[str], Any] = print, sizes: tuple[int, ...] = (10**3, 1
     if quick:
         sizes, draws = tuple(s for s in sizes if s <= 10**4) or (10**3,), min(draws, 10 * batch)
     rows: list[dict[str, Any]] = []
-    names = ("rns", "pns", "icpns", "inbatch", "mixed", "dns", "choice", "multinomial")
+    names = ("rns", "pns", "icpns", "inbatch", "mixed", "dns", "ahns", "choice", "multinomial")
     with _single_thread():
         report(f"sampler draws per second, one core, batch {batch}, {draws:.0e} draws per cell (median call time, "
                f"all contenders interleaved); baselines choice(p) and torch.multinomial without exclusion")

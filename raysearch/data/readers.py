@@ -10,16 +10,24 @@ files into ``InteractionTable`` rows with the source's original ids; it does no 
   timestamp, all integers.
 - ``ncf``: NCF's ``*.train.rating``/``*.test.rating`` (tab separated user, item[, rating[, timestamp]])
   and ``*.test.negative`` (``(user,item)`` then the sampled negatives of that test user).
-- ``npy``: numpy integer arrays of shape (N, >= 2) of ``[user, item]`` rows (``train_list.npy``,
+- ``npy``: numpy integer arrays of shape (N, 2) of ``[user, item]`` rows (``train_list.npy``,
   ``valid_list.npy``, ``test_list.npy``); the "line" of a row in an error message is its 1-based row.
 - ``csv``: delimited text, columns by name (``header: true``) or 0-based position; no quoting.
-- ``parquet``: columns by name (or 0-based position when ``header: false``).
+- ``parquet``: columns by name (or 0-based position when ``header: false``); integer, integral float or
+  string id columns.
 - ``recbole``: RecBole atomic ``.inter`` files with a typed header (``user_id:token`` ...), pooled
   ``NAME.inter`` or ``NAME.train.inter``/``NAME.valid.inter``/``NAME.test.inter``.
 
 The synthetic generator registers itself here as the format ``synthetic`` (it needs no files).
 Text is parsed with numpy on the whole buffer (no Python loop per line or token); every error is a
 ``DataError`` whose ``where`` is ``file:line`` (1-based).
+
+Every reader applies the same checks to ids: formats that promise integers (lightgcn, movielens, ncf,
+npy, integer or float parquet columns) reject a non-integer, a negative or a too large id; formats of
+tokens (csv, recbole, string parquet columns) keep any non-empty token, turn canonical decimals into
+integers, and reject a missing id and a negative integer (``-3``), as the integer formats do. Ratings
+and timestamps must be finite numbers. A file of another shape (column count) is rejected, never
+silently cut.
 """
 
 from __future__ import annotations
@@ -199,8 +207,8 @@ def _tokenize(text: bytes) -> tuple[np.ndarray, np.ndarray]:
     return token_line.astype(np.int64), per_line
 
 
-def _bad_int_message(token: bytes, what: str) -> str:
-    tok = token.decode("utf-8", errors="replace")
+def _bad_int_message(token: bytes | str, what: str) -> str:
+    tok = token.decode("utf-8", errors="replace") if isinstance(token, bytes) else str(token)
     if not tok:
         return f"missing {what} id"
     if tok.startswith("-") and tok[1:].isdigit():
@@ -257,19 +265,26 @@ def _time_column(col: np.ndarray, lines: np.ndarray, path: Path) -> np.ndarray:
 
 
 def _token_column(col: np.ndarray, lines: np.ndarray, path: Path, what: str) -> np.ndarray:
-    """Ids of a format that does not promise integers: int64 if every id is a canonical decimal, else str."""
+    """Ids of a format that does not promise integers (bytes or str tokens): int64 if every id is a
+    canonical decimal, else str. A missing id or a negative integer (``-3``) is a ``DataError``."""
+    text = col.dtype.kind == "U"
     length = np.strings.str_len(col)
     if (length == 0).any():
         i = int(np.flatnonzero(length == 0)[0])
         raise DataError(f"missing {what} id", where=f"{path}:{lines[i]}")
+    minus, zero = ("-", "0") if text else (b"-", b"0")
+    negative = np.strings.startswith(col, minus) & np.strings.isdigit(np.strings.slice(col, 1, None))
+    if negative.any():
+        i = int(np.flatnonzero(negative)[0])
+        raise DataError(_bad_int_message(col[i].item(), what), where=f"{path}:{lines[i]}")
     canonical = (
         np.strings.isdigit(col)
         & (length <= _MAX_ID_DIGITS)
-        & ((length == 1) | ~np.strings.startswith(col, b"0"))
+        & ((length == 1) | ~np.strings.startswith(col, zero))
     )
     if canonical.all():
         return col.astype(np.int64)
-    return np.char.decode(col, "utf-8", errors="replace")
+    return col if text else np.char.decode(col, "utf-8", errors="replace")
 
 
 def _sniff(text: bytes) -> str:
@@ -519,7 +534,8 @@ READERS.register("ncf")(
 
 # --------------------------------------------------------------------------- npy
 def read_npy(path: Path, part: str) -> InteractionTable:
-    """A numpy integer array (N, >= 2) of ``[user, item]`` rows; an error's line is the 1-based row."""
+    """A numpy integer array (N, 2) of ``[user, item]`` rows; an error's line is the 1-based row. Another
+    shape (a third column included: it would be dropped silently) is a ``DataError``."""
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
@@ -528,7 +544,7 @@ def read_npy(path: Path, part: str) -> InteractionTable:
         not isinstance(array, np.ndarray)
         or array.dtype.kind not in "iu"
         or array.ndim != 2
-        or array.shape[1] < 2
+        or array.shape[1] != 2
     ):
         shape = getattr(array, "shape", None)
         raise DataError(
@@ -537,15 +553,11 @@ def read_npy(path: Path, part: str) -> InteractionTable:
         )
     if array.shape[0] == 0:
         raise DataError("empty file (no rows)", where=f"{path}:1")
-    pairs = array[:, :2].astype(np.int64)
-    negative = np.flatnonzero((pairs < 0).any(axis=1))
-    if negative.size:
-        i = int(negative[0])
-        raise DataError(f"negative id in row {i + 1}: {pairs[i].tolist()}", where=f"{path}:{i + 1}")
+    users, items = (_integer_ids(array[:, j], path, what) for j, what in ((0, "user"), (1, "item")))
     return InteractionTable(
-        users=pairs[:, 0],
-        items=pairs[:, 1],
-        lines=np.arange(1, pairs.shape[0] + 1),
+        users=users,
+        items=items,
+        lines=np.arange(1, array.shape[0] + 1),
         part=part,
         source=str(path),
     )
@@ -584,16 +596,56 @@ def read_csv(path: Path, part: str, config: DatasetConfig) -> InteractionTable:
 READERS.register("csv")(Reader(read=_parts_reader(read_csv)))
 
 
-# --------------------------------------------------------------------------- parquet
-def _parquet_ids(values: np.ndarray, path: Path, what: str) -> np.ndarray:
-    if values.dtype.kind in "iu":
-        return values.astype(np.int64)
+# --------------------------------------------------------------------------- binary id columns
+def _integer_ids(values: np.ndarray, path: Path, what: str) -> np.ndarray:
+    """int64 ids from a numeric column (integers, or floats with integral values); the first
+    non-integer, negative or too large id is a ``DataError`` naming its 1-based row, as the text readers
+    name the line."""
     if values.dtype.kind == "f":
-        bad = np.flatnonzero(values != np.round(values))
+        bad = np.flatnonzero(~np.isfinite(values) | (values != np.round(values)))
         if bad.size:
-            raise DataError(f"non-integer {what} id {values[bad[0]]}", where=f"{path}:{bad[0] + 1}")
-        return values.astype(np.int64)
-    return values.astype(str)
+            i = int(bad[0])
+            raise DataError(f"non-integer {what} id {str(values[i])!r}", where=f"{path}:{i + 1}")
+    limit = 10**_MAX_ID_DIGITS
+    bad = np.flatnonzero((values < 0) | (values >= limit))
+    if bad.size:
+        i = int(bad[0])
+        value = int(values[i])
+        message = f"negative {what} id {value}" if value < 0 else f"{what} id {value} is too large"
+        raise DataError(message, where=f"{path}:{i + 1}")
+    return values.astype(np.int64)
+
+
+def _parquet_ids(values: np.ndarray, path: Path, what: str) -> np.ndarray:
+    """Ids of a parquet column: an integer or float column as ``_integer_ids``, a string column as the
+    tokens of a csv file (``_token_column``); any other type is a ``DataError``."""
+    kind = values.dtype.kind
+    if kind in "iuf":
+        return _integer_ids(values, path, what)
+    # A parquet column has one type: an object column is all strings (or all something else).
+    if kind == "U" or (kind == "O" and values.size and isinstance(values[0], str)):
+        tokens = np.strings.strip(values.astype(str))
+        return _token_column(tokens, np.arange(1, values.size + 1), path, what)
+    shown = type(values[0]).__name__ if kind == "O" and values.size else str(values.dtype)
+    raise DataError(f"{what} ids must be integers or strings, got {shown}", where=str(path))
+
+
+def _parquet_numbers(values: np.ndarray, path: Path, what: str) -> np.ndarray:
+    """A rating or timestamp column: finite numbers (timestamps may be datetimes: int64 nanoseconds)."""
+    if values.dtype.kind == "M":
+        return values.astype("datetime64[ns]").astype(np.int64)
+    if values.dtype.kind not in "iuf":
+        shown = type(values[0]).__name__ if values.dtype.kind == "O" and values.size else str(values.dtype)
+        raise DataError(f"{what}s must be numbers, got {shown}", where=str(path))
+    if values.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            i = int(bad[0])
+            raise DataError(f"{what} {str(values[i])!r} is not a number", where=f"{path}:{i + 1}")
+    return values
+
+
+# --------------------------------------------------------------------------- parquet
 
 
 def read_parquet(path: Path, part: str, config: DatasetConfig) -> InteractionTable:
@@ -629,8 +681,8 @@ def read_parquet(path: Path, part: str, config: DatasetConfig) -> InteractionTab
     return InteractionTable(
         users=_parquet_ids(users, path, "user"),  # type: ignore[arg-type]
         items=_parquet_ids(items, path, "item"),  # type: ignore[arg-type]
-        ratings=None if ratings is None else ratings.astype(np.float64),
-        timestamps=times,
+        ratings=None if ratings is None else _parquet_numbers(ratings, path, "rating").astype(np.float64),
+        timestamps=None if times is None else _parquet_numbers(times, path, "timestamp"),
         lines=np.arange(1, table.num_rows + 1),
         part=part,
         source=str(path),

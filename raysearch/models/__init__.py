@@ -1,6 +1,6 @@
 """Backbones: one file each, one contract (``raysearch.models.base.Recommender``)."""
 
-from raysearch.models import gmf, lightgcn, mf, ngcf  # noqa: F401  (register the backbones)
+from raysearch.models import dmf, gmf, lightgcl, lightgcn, mf, neumf, ngcf  # noqa: F401  (register the backbones)
 from raysearch.models.base import MODELS, Recommender, Representations, make_model, make_scorer
 from raysearch.models.embeddings import DenseEmbeddings, EmbeddingTables
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,6 +33,7 @@ from torch import Tensor, nn
 from raysearch.batch import Batch
 from raysearch.config import from_mapping
 from raysearch.data.interactions import Interactions
+from raysearch.errors import ConfigError
 from raysearch.models.embeddings import DenseEmbeddings, EmbeddingTables
 from raysearch.registry import Registry
 from raysearch.scorer import ScoreFn, broadcasting
@@ -42,12 +44,14 @@ MODELS: Registry[type[Recommender]] = Registry("model")
 @dataclass(frozen=True)
 class Representations:
     """Final representations users (n_users, d'), items (n_items, d') and the layer-0 tables they were
-    computed from, users0 (n_users, d), items0 (n_items, d) (the rows the L2 term applies to)."""
+    computed from, users0 (n_users, d), items0 (n_items, d) (the rows the L2 term applies to); ``views``:
+    whatever else one propagation computed that the model's loss terms need."""
 
     users: Tensor
     items: Tensor
     users0: Tensor | None = None
     items0: Tensor | None = None
+    views: Mapping[str, Tensor] = field(default_factory=dict)  # a model's extra views (LightGCL's SVD view)
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,11 @@ class Recommender(nn.Module, ABC):
     Params: ClassVar[type]
     propagates: ClassVar[bool] = True  # representations need a pass over the whole graph (graph models)
     bilinear: ClassVar[bool] = True  # interaction(u, v) == <query(u), v>: matmul full ranking, fast scorer
+    # Why Ray Train with row-sharded tables cannot run this backbone (None: it can).
+    unshardable: ClassVar[str | None] = None
+    # How the final representation pools per-layer ones ("mean", "concat"), for samplers that mix layers
+    # (MixGCF); None: the backbone has no per-layer item representations to mix.
+    layer_pool: ClassVar[str | None] = None
 
     def __init__(self, n_users: int, n_items: int, params: Any, train: Interactions,
                  tables: EmbeddingTables | None = None):
@@ -76,6 +85,7 @@ class Recommender(nn.Module, ABC):
         self.n_items = n_items
         self.params = params
         self.tables = tables if tables is not None else DenseEmbeddings(n_users, n_items, params.dim)
+        self.keep_layers = False  # graph models: also return per-layer representations (reps.views)
         self.reset_parameters()
 
     # ------------------------------------------------------------------ to implement
@@ -98,15 +108,30 @@ class Recommender(nn.Module, ABC):
         leading shapes (e.g. (b, 1, d') against (1, c, d')) and set ``bilinear = False``."""
         return (self.query(user_reps) * item_reps).sum(-1)
 
-    def loss_terms(self, batch: Batch, users0: Tensor, items0: Tensor, reg: float) -> dict[str, Tensor]:
+    def loss_terms(self, batch: Batch, reps: Representations | None, users0: Tensor, items0: Tensor,
+                   reg: float) -> dict[str, Tensor]:
         """The model's own loss terms for one step, by name, weights applied (each logged on its own).
 
-        ``users0`` (B, d), ``items0`` (B, P + K, d): the layer-0 rows of the step's ids. Default: LightGCN's
-        L2, ``reg`` x (sum of squared entries) / 2 / B, named "l2" (none when ``reg`` is 0).
+        ``reps``: this step's propagation (None for models that do not propagate). ``users0`` (B, d),
+        ``items0`` (B, P + K, d): the layer-0 rows of the step's ids. Default: LightGCN's L2, ``reg`` x
+        (sum of squared entries) / 2 / B, named "l2" (none when ``reg`` is 0).
         """
-        return {"l2": reg * l2_regulariser(batch.size, users0, items0)} if reg > 0 else {}
+        if reg <= 0:
+            return {}
+        extra = () if batch.negative_rows0 is None else (batch.negative_rows0,)
+        return {"l2": reg * l2_regulariser(batch.size, users0, items0, *extra)}
 
     # ------------------------------------------------------------------ derived
+    def layer_representations(self, reps: Representations) -> tuple[Tensor, Tensor]:
+        """Per-layer representations users (n_users, L + 1, d), items (n_items, L + 1, d) of one propagation,
+        pooled by ``layer_pool`` into ``reps.users`` / ``reps.items``. Graph models keep them in
+        ``reps.views`` when ``keep_layers`` is set (a layer-mixing sampler sets it)."""
+        if self.layer_pool is None:
+            raise ConfigError(f"model {self.name!r} has no per-layer representations to mix")
+        if "user_layers" not in reps.views:
+            return reps.users.unsqueeze(1), reps.items.unsqueeze(1)  # no propagation: one layer
+        return reps.views["user_layers"], reps.views["item_layers"]
+
     def batch_rows(self, users: Tensor, items: Tensor, reps: Representations | None = None
                    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Rows of one step: final user (B, d') and item (..., d') representations, and the layer-0 rows
@@ -133,7 +158,7 @@ class Recommender(nn.Module, ABC):
         positive, negative = scores[:, :p], scores[:, p:]
         if batch.negative_vectors is not None:
             negative = self.interaction(u.unsqueeze(1), batch.negative_vectors.to(u.device))
-        return StepScores(positive, negative, self.loss_terms(batch, u0, v0, reg))
+        return StepScores(positive, negative, self.loss_terms(batch, reps, u0, v0, reg))
 
     def score(self, users: Tensor, items: Tensor, reps: Representations | None = None) -> Tensor:
         """Scores of (user, item) pairs, shape of ``items`` (``users`` broadcast: (B,) vs (B, k) is fine).
@@ -176,7 +201,7 @@ def l2_regulariser(batch_size: int, *rows: Tensor) -> Tensor:
 
 
 SCORER_CHUNK_PAIRS = 8192  # (user, item) pairs a chunk of a CPU scorer's call: gathered rows stay in cache
-FULL_RANKING_CHUNK_PAIRS = 1 << 20  # (user, item) pairs a chunk when a non-bilinear model ranks every item
+FULL_RANKING_CHUNK_PAIRS = 1 << 18  # (user, item) pairs a chunk when a non-bilinear model ranks every item
 
 
 def make_scorer(model: Recommender, reps: Representations) -> ScoreFn:

@@ -112,13 +112,21 @@ class SparseGraph:
         keep = (torch.rand(values.shape, generator=generator, device="cpu") >= rate).to(values.device)
         scaled = values * keep / (1.0 - rate)
         out = object.__new__(SparseGraph)
-        out.shape, out.symmetric, out._to_transpose = self.shape, self.symmetric, self._to_transpose
+        out.shape, out.symmetric, out._to_transpose = self.shape, False, self._transpose_positions()
         out.adjacency = _with_values(self.adjacency, scaled)
-        if self.symmetric:
-            out.transpose = out.adjacency
-        else:
-            out.transpose = _with_values(self.transpose, scaled[self._to_transpose])
+        # Entries (r, c) and (c, r) of a symmetric matrix are dropped independently, so the dropped
+        # matrix is not symmetric: its transpose takes each value from its mirrored entry.
+        out.transpose = _with_values(self.transpose, scaled[out._to_transpose])
         return out
+
+    def _transpose_positions(self) -> Tensor:
+        """Position of each stored entry of A inside A^T's storage (computed once for symmetric graphs)."""
+        if self._to_transpose is None:
+            crow, col = self.adjacency.crow_indices().cpu().numpy(), self.adjacency.col_indices().cpu().numpy()
+            marker = sp.csr_matrix((np.arange(1, col.size + 1, dtype=np.float64), col, crow), shape=self.shape).T.tocsr()
+            marker.sort_indices()
+            self._to_transpose = torch.from_numpy(marker.data.astype(np.int64) - 1).to(self.device)
+        return self._to_transpose
 
 
 def _with_values(csr: Tensor, values: Tensor) -> Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from raysearch.config import require
@@ -27,6 +28,7 @@ class LightGCNParams:
 class LightGCN(Recommender):
     name = "lightgcn"
     propagates = True
+    layer_pool = "mean"
     Params = LightGCNParams
 
     def __init__(self, n_users, n_items, params, train, tables=None):
@@ -43,11 +45,17 @@ class LightGCN(Recommender):
         self.graph = self.graph.to(local.device)  # no-op once the graph sits where the parameters are
         layer0 = self.tables.gather_nodes(local)  # every node's row (the identity in one process)
         x, total = layer0, local
+        layers = [local]
         for k in range(self.params.n_layers):
             x_local = self.graph.propagate(x)  # this process's rows of layer k + 1
             total = total + x_local
+            layers.append(x_local)
             if k + 1 < self.params.n_layers:
                 x = self.tables.gather_nodes(x_local)
         final = self.tables.gather_nodes(total / (self.params.n_layers + 1))
         u = self.n_users
-        return Representations(final[:u], final[u:], layer0[:u], layer0[u:])
+        views = {}
+        if self.keep_layers:  # (n, L + 1, d), for layer-mixing samplers
+            stacked = self.tables.gather_nodes(torch.cat(layers, dim=1)).view(final.shape[0], len(layers), -1)
+            views = {"user_layers": stacked[:u], "item_layers": stacked[u:]}
+        return Representations(final[:u], final[u:], layer0[:u], layer0[u:], views=views)

@@ -34,6 +34,7 @@ INITIALISERS = {
 class MF(Recommender):
     name = "mf"
     propagates = False
+    layer_pool = "mean"  # one layer: MixGCF on MF mixes 0 hops
     Params = MFParams
 
     def reset_parameters(self) -> None:

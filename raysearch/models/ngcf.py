@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raysearch.config import require
+from raysearch.errors import ConfigError
 from raysearch.models.base import MODELS, Recommender, Representations
 from raysearch.models.graph import SparseGraph, mean_normalised_with_self_loops
 
@@ -39,6 +40,7 @@ class NGCFParams:
 class NGCF(Recommender):
     name = "ngcf"
     propagates = True
+    layer_pool = "concat"  # the final representation concatenates layer 0 and every normalised layer
     Params = NGCFParams
 
     def __init__(self, n_users, n_items, params, train, tables=None):
@@ -74,4 +76,11 @@ class NGCF(Recommender):
             layers.append(F.normalize(ego_local, p=2, dim=1))
         final = self.tables.gather_nodes(torch.cat(layers, dim=1))
         u = self.n_users
-        return Representations(final[:u], final[u:], layer0[:u], layer0[u:])
+        views = {}
+        if self.keep_layers:
+            if len(set(self._sizes)) != 1:
+                raise ConfigError(f"model.layer_sizes: mixing NGCF's layers needs every layer of model.dim="
+                                  f"{self.params.dim}, got {list(self.params.layer_sizes)}")
+            stacked = final.view(final.shape[0], len(layers), -1)  # the concatenation, layer by layer
+            views = {"user_layers": stacked[:u], "item_layers": stacked[u:]}
+        return Representations(final[:u], final[u:], layer0[:u], layer0[u:], views=views)

@@ -4,7 +4,7 @@
 srns, gdns, icpns, inbatch, mixed. See ``raysearch.samplers.base`` for the contract.
 """
 
-from raysearch.samplers import dns, gdns, icpns, inbatch, mixed, pns, rns, srns  # noqa: F401  (registration)
+from raysearch.samplers import ahns, dns, gdns, icpns, inbatch, mixed, mixgcf, pns, rns, srns  # noqa: F401  (registration)
 from raysearch.samplers.alias import AliasTable, RaggedAliasTable
 from raysearch.samplers.base import SAMPLERS, Sampler, make_sampler
 

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.special import expit
 
-from raysearch.config import from_mapping
+from raysearch.config import from_mapping, unknown_key_message
 from raysearch.data.interactions import Interactions
 from raysearch.errors import ConfigError, SamplingError
 from raysearch.registry import Registry
@@ -49,9 +49,7 @@ def parse_params(cls: type[Sampler], params: Mapping[str, Any]) -> Any:
     known = [f.name for f in dataclasses.fields(cls.Params)]
     for key in params:
         if key not in known:
-            raise ConfigError(
-                f"sampler {cls.name!r}: unknown parameter {key!r} (known: {', '.join(known) or 'none'})"
-            )
+            raise ConfigError(f"sampler {cls.name!r}: {unknown_key_message(str(key), known, 'parameter')}")
     try:
         return from_mapping(cls.Params, params)
     except ConfigError as err:
@@ -123,6 +121,8 @@ class Sampler(ABC):
     Params: ClassVar[type] = NoParams
     # The proposal q(j | u) of every draw is known in closed form (``log_q``): logQ correction applies.
     has_log_q: ClassVar[bool] = False
+    # Training negatives are synthesised representations (``synthesise``), not item ids (MixGCF).
+    synthesises: ClassVar[bool] = False
 
     def __init__(self, train: Any, params: Any = None, *, complement: Complement | None = None):
         self.train = Interactions.coerce(train)

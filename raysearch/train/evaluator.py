@@ -15,7 +15,7 @@ import torch
 
 from raysearch.config import EvalConfig
 from raysearch.data.dataset import Dataset
-from raysearch.errors import ConfigError
+from raysearch.errors import ConfigError, DataError
 from raysearch.evaluation import EvalResult, evaluate_full, evaluate_sampled, metric_key, popularity_bands
 from raysearch.models.base import Recommender
 from raysearch.train.context import LocalContext, TrainingContext
@@ -30,11 +30,34 @@ def resolve_protocol(dataset: Dataset, cfg: EvalConfig) -> str:
     return cfg.protocol
 
 
+def check_held_out(dataset: Dataset) -> None:
+    """Training selects on validation and reports test: a dataset whose split left no user with
+    validation (or test) items would run to the end with every metric NaN. One ``DataError`` saying so."""
+    split = dataset.provenance.get("split") if isinstance(dataset.provenance, dict) else None
+    name = str(split.get("split", "?")) if isinstance(split, dict) else "?"
+    hints = {
+        "ratio": "its share in dataset.ratios is too small",
+        "temporal": "its share in dataset.ratios is too small, or its rows' users or items are not in train",
+        "loo": "leave-one-out holds out users with at least 3 interactions only",
+        "given": {"valid": "give a valid part or dataset.valid_share > 0", "test": "the test part is empty"},
+    }
+    for part, what, purpose in (("valid", "validation", "select on"), ("test", "test", "test")):
+        if getattr(dataset, part).nnz:
+            continue
+        hint = hints.get(name, "")
+        hint = hint.get(part, "") if isinstance(hint, dict) else hint
+        raise DataError(f"dataset {dataset.name!r}: the {name} split leaves no user with {what} items, so "
+                        f"there is nothing to {purpose}" + (f" ({hint})" if hint else ""))
+
+
 class Evaluator:
-    """Evaluates a model's validation or test metrics; each process evaluates its own users."""
+    """Evaluates a model's validation or test metrics; each process evaluates its own users.
+
+    A dataset without validation or test users is refused (``check_held_out``)."""
 
     def __init__(self, dataset: Dataset, cfg: EvalConfig, valid_metric: str,
                  context: TrainingContext | None = None):
+        check_held_out(dataset)
         self.dataset = dataset
         self.cfg = cfg
         self.context = context or LocalContext()

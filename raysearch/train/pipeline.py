@@ -12,7 +12,6 @@ at the very end; the result records the protocol, dataset fingerprint, seed and 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,10 +23,10 @@ import numpy as np
 import torch
 
 from raysearch.communities import cluster_users, community_summary
-from raysearch.config import RunConfig, from_mapping, require, to_plain
+from raysearch.config import RunConfig, from_mapping, require, to_plain, unknown_key_message
 from raysearch.data.dataset import Dataset
 from raysearch.data.interactions import Interactions
-from raysearch.errors import ConfigError, RaysearchError
+from raysearch.errors import ConfigError, RaysearchError, RunStateError
 from raysearch.evaluation import PER_USER_FILE, save_per_user
 from raysearch.evaluation.breakdown import group_means
 from raysearch.evaluation.significance import probability_below
@@ -40,7 +39,7 @@ from raysearch.train.callbacks import RunCallback
 from raysearch.train.checkpoint import load_checkpoint
 from raysearch.train.context import TABLE_DRAWS, LocalContext, TableHosting, TrainingContext
 from raysearch.train.evaluator import Evaluator
-from raysearch.train.rundir import RunDir
+from raysearch.train.rundir import RunDir, load_array, read_json
 from raysearch.train.trainer import StageOutcome, StageSpec, Trainer, validate_loss
 from raysearch.version import code_version
 
@@ -79,6 +78,11 @@ class Pipeline:
     output_stage: str = "train"
     output_epochs: Callable[[RunConfig], int] = lambda cfg: cfg.trainer.epochs
     shared_first_stage: SharedFirstStage | None = None
+    # check(cfg, dataset, params): what the pipeline can verify once the data is loaded and before the run
+    # directory is written (e.g. ICPNS's pretrained_from source); raises a RaysearchError, returns anything
+    check: Callable[[RunConfig, Dataset, Any], object] | None = None
+    # sampler parameters the pipeline computes and passes itself (not keys of the sampler config group)
+    supplies: frozenset[str] = frozenset()
 
 
 PIPELINES: Registry[Pipeline] = Registry("pipeline")
@@ -142,12 +146,12 @@ def run_icpns(trainer: Trainer, cfg: RunConfig, dataset: Dataset, params: IcpnsP
     extra: dict[str, Any] = {}
     if params.pretrained_from:
         # Stage 1 was run once elsewhere (a study shares it across trials): start from its best weights.
-        source = Path(params.pretrained_from) / "stages" / "train" / "best.pt"
-        if not source.exists():
-            raise ConfigError(f"sampler.pretrained_from: {source} does not exist (expected a finished "
-                              "one-process run of sampler=rns)")
-        check_pretraining_source(Path(params.pretrained_from), dataset, trainer.model, cfg.model.name)
-        trainer.model.load_state_dict(load_checkpoint(source, trainer.device)["model"])
+        weights = check_icpns(cfg, dataset, params, trainer.device)
+        try:
+            trainer.model.load_state_dict(weights)
+        except RuntimeError as err:
+            raise RunStateError(f"the model state does not fit this run ({' '.join(str(err).split())[:200]})",
+                                where=str(pretrained_weights(params.pretrained_from))) from None
         extra["pretrained_from"] = str(Path(params.pretrained_from).resolve())
     elif params.pretrain:
         rns = make_sampler("rns", dataset.train)
@@ -155,7 +159,7 @@ def run_icpns(trainer: Trainer, cfg: RunConfig, dataset: Dataset, params: IcpnsP
     run_dir = trainer.run_dir
     path = run_dir.path / "communities.npy"
     if path.exists():  # resumed: the assignment is frozen once computed
-        communities = np.load(path)
+        communities = load_array(path)
     else:
         seed = _or(params.cluster_seed, t.seed)
         communities = cluster_users(trainer.model.user_representations(), params.n_communities, seed)
@@ -177,19 +181,49 @@ def run_icpns(trainer: Trainer, cfg: RunConfig, dataset: Dataset, params: IcpnsP
                                 "community_assignment": communities})
 
 
-def check_pretraining_source(source: Path, dataset: Dataset, model: Recommender, model_name: str) -> None:
+def pretrained_weights(source: str | Path) -> Path:
+    """The checkpoint ``sampler.pretrained_from`` fine-tunes from: the source run's best RNS weights."""
+    return Path(source) / "stages" / "train" / "best.pt"
+
+
+def check_icpns(cfg: RunConfig, dataset: Dataset, params: IcpnsPipelineParams,
+                device: str | torch.device = "cpu") -> dict[str, Any] | None:
+    """ICPNS's checks once the data is loaded: a ``pretrained_from`` source must be a finished RNS run
+    of this backbone and split whose best weights load safely; returns those weights (None without one)."""
+    if not params.pretrained_from:
+        return None
+    from raysearch.models import MODELS
+
+    source = pretrained_weights(params.pretrained_from)
+    if not source.exists():
+        raise ConfigError(f"sampler.pretrained_from: {source} does not exist (expected a finished "
+                          "one-process run of sampler=rns)")
+    model_params = from_mapping(MODELS.get(cfg.model.name).Params, cfg.model.params, "model")
+    check_pretraining_source(Path(params.pretrained_from), dataset, model_params, cfg.model.name)
+    return load_checkpoint(source, device, keys=("model",))["model"]
+
+
+def check_pretraining_source(source: Path, dataset: Dataset, model_params: Any, model_name: str) -> None:
     """Stop unless ``source`` (``sampler.pretrained_from``) is a finished RNS run of this backbone, with
-    these model parameters, on this very dataset and split (same fingerprint): weights of the same shape
-    trained on another split would load silently and leak its held-out items into this run's model."""
+    these model parameters (``model_params``: the model's ``Params``), on this very dataset and split (same
+    fingerprint): weights of the same shape trained on another split would load silently and leak its
+    held-out items into this run's model. A ``results.json`` that is not a run's is one line naming it."""
     results_path = source / "results.json"
     if not results_path.exists():
         raise ConfigError(f"sampler.pretrained_from: {source} has no results.json (not a finished run)")
-    done = json.loads(results_path.read_text())
+    done = read_json(results_path)
+
+    def entry(group: str, key: str) -> Any:
+        value = done.get(group)
+        if not isinstance(value, dict) or key not in value:
+            raise RunStateError(f"not a raysearch run's results (no {group}.{key}), named by sampler.pretrained_from",
+                                where=str(results_path))
+        return value[key]
+
     want = {"sampler": "rns", "dataset fingerprint": dataset.fingerprint, "model": model_name,
-            "model parameters": to_plain(model.params)}
-    have = {"sampler": done.get("sampler", {}).get("name"),
-            "dataset fingerprint": done.get("dataset", {}).get("fingerprint"),
-            "model": done.get("model", {}).get("name"), "model parameters": done.get("model", {}).get("params")}
+            "model parameters": to_plain(model_params)}
+    have = {"sampler": entry("sampler", "name"), "dataset fingerprint": entry("dataset", "fingerprint"),
+            "model": entry("model", "name"), "model parameters": entry("model", "params")}
     for key, value in want.items():
         if have[key] != value:
             raise ConfigError(f"sampler.pretrained_from: {source} ran with {key} {have[key]!r}, this run has "
@@ -299,6 +333,8 @@ def icpns_finetune_epochs(cfg: RunConfig) -> int:
 
 PIPELINES.register("icpns")(Pipeline(
     IcpnsPipelineParams, run_icpns, output_stage="finetune", output_epochs=icpns_finetune_epochs,
+    check=check_icpns,
+    supplies=frozenset({"communities"}),
     shared_first_stage=SharedFirstStage(
         overrides=icpns_pretraining_overrides, source_key="sampler.pretrained_from",
         # stage 1 (RNS) reads no ICPNS key but these two
@@ -319,13 +355,49 @@ def validate_components(cfg: RunConfig) -> None:
     from raysearch.models import MODELS
     from raysearch.samplers import SAMPLERS
 
-    from_mapping(MODELS.get(cfg.model.name).Params, cfg.model.params, "model")
+    model_cls = MODELS.get(cfg.model.name)
+    from_mapping(model_cls.Params, cfg.model.params, "model")
+    if cfg.trainer.workers > 1 and model_cls.unshardable:
+        raise ConfigError(f"trainer.workers: model {cfg.model.name!r} runs in one process only: "
+                          f"{model_cls.unshardable}")
     pipeline = pipeline_of(cfg.sampler.name)
-    _, sampler_params = split_sampler_params(cfg.sampler.params, pipeline.Params)
     sampler_cls = SAMPLERS.get(cfg.sampler.name)
+    known = sampler_config_keys(cfg.sampler.name)
+    for key in cfg.sampler.params:
+        if key not in known:
+            raise ConfigError(unknown_key_message(f"sampler.{key}", known))
+    _, sampler_params = split_sampler_params(cfg.sampler.params, pipeline.Params)
     sampler_cls.validate_params(sampler_params)
     validate_loss(cfg.trainer, sampler_cls)
+    if sampler_cls.synthesises and model_cls.layer_pool is None:
+        mixable = ", ".join(n for n in MODELS.names() if MODELS.get(n).layer_pool is not None)
+        raise ConfigError(f"sampler: {cfg.sampler.name} mixes per-layer item representations, which model "
+                          f"{cfg.model.name!r} does not have (it runs on {mixable})")
 
+
+def sampler_config_keys(sampler: str) -> list[str]:
+    """The keys of the ``sampler`` config group for ``sampler``: its pipeline's own (``Pipeline.Params``)
+    and the sampler's parameters (``Sampler.Params``) but those the pipeline supplies itself."""
+    from raysearch.samplers import SAMPLERS
+
+    pipeline = pipeline_of(sampler)
+    keys = [f.name for f in dataclasses.fields(pipeline.Params)]
+    keys += [f.name for f in dataclasses.fields(SAMPLERS.get(sampler).Params)
+             if f.name not in pipeline.supplies and f.name not in keys]
+    return keys
+
+
+def check_run(cfg: RunConfig, dataset: Dataset) -> None:
+    """What can be checked once the data is loaded, before a run directory is written: the device, the
+    evaluation protocol and selection metric, users with validation and test items (``Evaluator``), and
+    the pipeline's own check (ICPNS: its ``pretrained_from`` source). Raises a ``RaysearchError``."""
+    if cfg.trainer.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("trainer.device: cuda was asked for but torch sees no CUDA device")
+    Evaluator(dataset, cfg.eval, cfg.trainer.valid_metric)
+    pipeline = pipeline_of(cfg.sampler.name)
+    if pipeline.check is not None:
+        params, _ = split_sampler_params(cfg.sampler.params, pipeline.Params)
+        pipeline.check(cfg, dataset, params)
 
 
 def configure_threads(threads: int) -> int:

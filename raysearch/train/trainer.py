@@ -9,7 +9,6 @@ a run resumed from the checkpoint of epoch ``e - 1`` repeats exactly what an uni
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -25,7 +24,7 @@ from tqdm.auto import tqdm
 from raysearch.batch import Batch
 from raysearch.config import TrainerConfig
 from raysearch.data.dataset import Dataset
-from raysearch.errors import ConfigError, RaysearchError
+from raysearch.errors import ConfigError, RaysearchError, RunStateError
 from raysearch.losses import LOSSES, Loss, LossSettings
 from raysearch.models.base import Recommender
 from raysearch.rng import make_rng, torch_seed
@@ -33,13 +32,18 @@ from raysearch.train.batches import pair_batches, pair_rows, user_batches
 from raysearch.train.checkpoint import load_checkpoint, save_checkpoint
 from raysearch.train.context import LocalContext, TrainingContext
 from raysearch.train.evaluator import Evaluator
-from raysearch.train.rundir import RunDir, write_json_atomic
+from raysearch.train.rundir import CHECKPOINT_KEYS, RunDir, read_json, write_json_atomic
 
 OPTIMISERS = {
     "adam": torch.optim.Adam,
     "adagrad": torch.optim.Adagrad,
     "sgd": torch.optim.SGD,
 }
+
+
+# The trainer's own bookkeeping saved with every checkpoint (plain scalars, lists and dicts).
+TRAINER_STATE_KEYS = ("best_metric", "best_epoch", "best_valid", "bad_evals", "epoch_seconds",
+                      "sampling_seconds", "step_seconds", "draws")
 
 
 class InjectedFailure(RuntimeError):
@@ -158,23 +162,31 @@ class Trainer:
         stage_dir = self.run_dir.stage_dir(spec.name)
         done = stage_dir / "done.json"
         if done.exists():
-            outcome = StageOutcome.from_dict(json.loads(done.read_text()))
+            try:
+                outcome = StageOutcome.from_dict(read_json(done))
+            except (KeyError, TypeError) as err:
+                raise RunStateError(f"not a finished stage's record (missing or bad {err})", where=str(done)) from None
             self.load_best(spec)
             return outcome
 
         loss_name = resolve_loss(self.cfg, spec.sampler)
         validate_loss(self.cfg, spec.sampler)
+        # a layer-mixing sampler needs each propagation's per-layer representations
+        self.model.keep_layers = bool(getattr(spec.sampler, "synthesises", False))
         optimizer = OPTIMISERS[self.cfg.optimizer](self.model.parameters(), lr=spec.lr)
         state = {"best_metric": -math.inf, "best_epoch": -1, "best_valid": {}, "bad_evals": 0,
                  "epoch_seconds": [], "sampling_seconds": [], "step_seconds": [], "draws": 0}
         start_epoch = 0
         last = stage_dir / self.context.checkpoint_name("last")
         if last.exists():
-            ckpt = load_checkpoint(last, self.device)
-            self.model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            spec.sampler.load_state_dict(ckpt["sampler"])
+            ckpt = load_checkpoint(last, self.device, keys=CHECKPOINT_KEYS)
+            self._restore(last, ckpt, spec, optimizer)
             state = ckpt["trainer"]
+            missing = sorted(set(TRAINER_STATE_KEYS) - set(state)) if isinstance(state, dict) else ["all"]
+            if missing or not isinstance(ckpt["epoch"], int):
+                raise RunStateError(f"not this trainer's checkpoint (trainer state missing {', '.join(missing)})"
+                                    if missing else "not this trainer's checkpoint (epoch is not an integer)",
+                                    where=str(last))
             start_epoch = ckpt["epoch"] + 1
             self.run_dir.truncate_metrics(spec.name, ckpt["epoch"])
 
@@ -229,9 +241,22 @@ class Trainer:
 
     def load_best(self, spec: StageSpec) -> None:
         """Put the stage's best-validation weights (and sampler state) into the model."""
-        ckpt = load_checkpoint(self.run_dir.stage_dir(spec.name) / self.context.checkpoint_name("best"), self.device)
-        self.model.load_state_dict(ckpt["model"])
-        spec.sampler.load_state_dict(ckpt["sampler"])
+        path = self.run_dir.stage_dir(spec.name) / self.context.checkpoint_name("best")
+        self._restore(path, load_checkpoint(path, self.device, keys=CHECKPOINT_KEYS), spec)
+
+    def _restore(self, path: Path, ckpt: dict[str, Any], spec: StageSpec, optimizer=None) -> None:
+        """Load a checkpoint's model, sampler (and optimiser) state; a state that does not fit this run
+        (another model's shapes, another sampler's arrays) is one ``RunStateError`` naming the file."""
+        parts = [("model", self.model), ("sampler", spec.sampler)]
+        if optimizer is not None:
+            parts.insert(1, ("optimizer", optimizer))
+        for key, target in parts:
+            try:
+                target.load_state_dict(ckpt[key])
+            except (RuntimeError, ValueError, KeyError, TypeError, RaysearchError) as err:
+                brief = " ".join(str(err).split())
+                brief = brief if len(brief) <= 200 else brief[:200] + "..."
+                raise RunStateError(f"the {key} state does not fit this run ({brief})", where=str(path)) from None
 
     # ------------------------------------------------------------------ internals
     def _save(self, path: Path, spec: StageSpec, optimizer, epoch: int, state: dict) -> None:
@@ -292,9 +317,9 @@ class Trainer:
             t_step = time.perf_counter()
             # Graph models propagate once per step; the sampler's scorer reuses those representations.
             reps = model.propagate() if model.propagates else None
-            score_fn = model.frozen_scorer(reps) if sampler.dynamic else None
+            score_fn = model.frozen_scorer(reps) if sampler.dynamic and not sampler.synthesises else None
             t_sample = time.perf_counter()
-            batch = self._draw(sampler, rows_of_step, loss.group_wise, rng, score_fn)
+            batch = self._draw(sampler, rows_of_step, loss.group_wise, rng, score_fn, reps)
             sampling += time.perf_counter() - t_sample
             draws += batch.size * batch.n_negatives
 
@@ -351,9 +376,18 @@ class Trainer:
         return record
 
     def _draw(self, sampler: Any, rows_of_step: Any, group_wise: bool, rng: np.random.Generator,
-              score_fn: Any) -> Batch:
+              score_fn: Any, reps: Any) -> Batch:
         """The step's typed batch: a group sampler's (users, positive groups, negative groups), or
-        (user, positive) rows with their negatives, and log q(j | u) when logQ correction is on."""
+        (user, positive) rows with their negatives (item ids, or synthesised representations for a
+        sampler that synthesises them from this step's propagation), and log q(j | u) when logQ
+        correction is on."""
+        if sampler.synthesises:
+            users, pos = rows_of_step
+            model = self.model
+            user_layers, item_layers = model.layer_representations(reps if reps is not None else model.propagate())
+            vectors, rows0 = sampler.synthesise(users, pos, self.cfg.num_negatives, rng, user_layers, item_layers,
+                                                model.layer_pool, model.query)
+            return Batch.of(users, pos, negative_vectors=vectors, negative_rows0=rows0)
         if group_wise:
             users = rows_of_step
             pos, neg = sampler.sample_groups(users, rng=rng, score_fn=score_fn)

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from raysearch.config import build_run_config, config_tree, expand_experiments, parse_override, resolve
-from raysearch.errors import ConfigError
-from raysearch.train.rundir import RunDir, write_json_atomic
+from raysearch.errors import ConfigError, RunStateError
+from raysearch.train.rundir import RunDir, read_json, write_json_atomic
 from raysearch.tune.callbacks import TrialsRunning, mlflow_callback
 from raysearch.tune.selection import _best_trial, _metric_key, _summarise, format_summary
 from raysearch.tune.space import SearchConfig, SearchOptions, load_search
@@ -59,10 +59,7 @@ def start_study(args_overrides: Sequence[str], out: str | Path | None, tracking_
     if search_name is None:
         raise ConfigError("name a study: search=NAME (conf/search/*.yaml)")
     search = load_search(search_name, search_values)
-    from raysearch.train.pipeline import validate_components
-
-    for sampler in search.samplers:  # every trial's config must resolve: fail now, not in a worker
-        validate_components(build_run_config(resolve([*base, f"sampler={sampler}"])))
+    _validate_trials(search, base)  # every trial's config must resolve: fail now, not in a worker
     # Absolute: Ray Tune's storage must be (a relative path reads as a URI without a scheme).
     path = (Path(out) if out else Path("studies") / f"{search_name}-{_stamp()}").resolve()
     if (path / "study.json").exists():
@@ -80,9 +77,37 @@ def load_study(path: str | Path, tracking_uri: str | None = None) -> Study:
     meta_path = path / "study.json"
     if not meta_path.exists():
         raise ConfigError(f"--resume {path}: no study.json there (not a raysearch study directory)")
-    meta = json.loads(meta_path.read_text())
-    search = load_search(meta["search"], meta["search_overrides"])
+    meta = read_json(meta_path)
+    types = {"search": str, "search_overrides": dict, "base": list, "tracking_uri": str, "experiment": str}
+    for key, kind in types.items():
+        if key not in meta:
+            raise RunStateError(f"not a raysearch study file (no {key!r})", where=str(meta_path))
+        if not isinstance(meta[key], kind) or (kind is list and not all(isinstance(o, str) for o in meta[key])):
+            want = "a list of key=value strings" if kind is list else f"a {_JSON_KINDS[kind]}"
+            raise RunStateError(f"{key!r} must be {want}, got {json.dumps(meta[key])[:80]}", where=str(meta_path))
+    try:
+        search = load_search(meta["search"], meta["search_overrides"])
+        _validate_trials(search, meta["base"])
+    except ConfigError as err:
+        raise RunStateError(str(err), where=str(meta_path)) from None
     return Study(path, search, meta["base"], tracking_uri or meta["tracking_uri"], meta["experiment"])
+
+
+_JSON_KINDS = {str: "string", dict: "JSON object", list: "JSON array"}
+
+
+def _validate_trials(search: SearchConfig, base: Sequence[str]) -> None:
+    """Every trial's configuration must resolve: the base overrides with each sampler, and each searched
+    key with a value of its range (a typo in a search file fails now, not in a Ray worker)."""
+    from raysearch.train.pipeline import validate_components
+
+    for sampler in search.samplers:
+        validate_components(build_run_config(resolve([*base, f"sampler={sampler}"])))
+        for key, dim in search.space(sampler).items():
+            value = dim.grid[0] if dim.grid else dim.values[0] if dim.values else (
+                int(dim.low) if dim.kind == "int" else dim.low)
+            validate_components(build_run_config(resolve([*base, f"sampler={sampler}",
+                                                          f"{key}={json.dumps(value)}"])))
 
 
 def _stamp() -> str:
@@ -158,7 +183,7 @@ def _shared_pretraining(study: Study, sampler: str, settings: dict, report) -> t
             run_dir.write_config(config_tree(cfg))
         dataset = load_dataset(cfg.dataset, data_dir=settings["data_dir"], cache_dir=settings["cache_dir"])
         run_training(cfg, dataset, run_dir, threads=settings["threads"], evaluate_test=False)
-    done = json.loads(run_dir.results_path.read_text())
+    done = read_json(run_dir.results_path)
     epochs = sum(stage["epochs_run"] for stage in done["stages"].values())
     return [f"{shared.source_key}={run_dir.path.resolve()}"], epochs
 
