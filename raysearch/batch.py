@@ -29,6 +29,7 @@ class Batch:
     negative_vectors: Any = None
     log_q: np.ndarray | None = None
     negative_rows0: Any = None  # (B, K, d): synthesised negatives' layer-0 part, for the L2 term
+    sampler_terms: Any = None  # a synthesising sampler's own loss terms by name (DENS's gating loss)
 
     def __post_init__(self) -> None:
         b = self.users.shape[0]

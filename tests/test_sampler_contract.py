@@ -49,7 +49,7 @@ NAMES = SAMPLERS.names()
 
 
 def test_every_sampler_of_the_project_is_registered():
-    assert NAMES == ["ahns", "dns", "gdns", "icpns", "inbatch", "mixed", "mixgcf", "pns", "rns", "srns"]
+    assert NAMES == ["ahns", "dens", "dns", "gdns", "icpns", "inbatch", "mixed", "mixgcf", "pns", "rns", "srns"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -126,7 +126,7 @@ def test_bad_values_and_unknown_names():
         make_sampler("gdns", TRAIN, num_candidates=8)
     with pytest.raises(ConfigError, match="sampler 'srns': tau: must be > 0, got 0.0"):
         make_sampler("srns", TRAIN, tau=0)
-    with pytest.raises(ConfigError, match="unknown sampler 'hard' \\(known: ahns, dns, gdns, icpns, inbatch"):
+    with pytest.raises(ConfigError, match="unknown sampler 'hard' \\(known: ahns, dens, dns, gdns, icpns, inbatch"):
         make_sampler("hard", TRAIN)
 
 

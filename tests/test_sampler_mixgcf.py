@@ -30,8 +30,10 @@ def test_mixgcf_matches_a_brute_force_reference(name, params, train):
     sampler = make_sampler("mixgcf", train, n_negs=5)
     user_layers, item_layers = layers_of(model)
     users, pos = np.array([0, 3, 3, 9]), np.array([1, 2, 7, 0])
-    vectors, rows0 = sampler.synthesise(users, pos, 2, np.random.default_rng(4), user_layers, item_layers,
-                                        model.layer_pool, model.query)
+    made = sampler.synthesise(users, pos, 2, np.random.default_rng(4), user_layers, item_layers,
+                              model.layer_pool, model.query)
+    vectors, rows0 = made.vectors, made.rows0
+    assert dict(made.terms) == {}
     # the same candidates and mixing weights, from the same generator in the same order
     g = np.random.default_rng(4)
     cand = sampler.complement.uniform(np.repeat(users, 2 * 5), g).reshape(4, 2, 5)
@@ -61,8 +63,8 @@ def test_mixgcf_without_positive_mixing_on_mf_is_dns_over_the_same_candidates(tr
     dns = make_sampler("dns", train, num_candidates=6)
     users, pos = np.repeat(np.arange(10), 3), np.zeros(30, dtype=np.int64)
     user_layers, item_layers = layers_of(model)
-    vectors, _ = mixgcf.synthesise(users, pos, 2, np.random.default_rng(9), user_layers, item_layers, "mean",
-                                   model.query)
+    vectors = mixgcf.synthesise(users, pos, 2, np.random.default_rng(9), user_layers, item_layers, "mean",
+                                model.query).vectors
     chosen = dns.sample(users, pos, 2, rng=np.random.default_rng(9), score_fn=model.frozen_scorer())
     torch.testing.assert_close(vectors, model.tables.item_weight[torch.as_tensor(chosen)].detach())
     # and the item-id view of MixGCF is that DNS choice too
@@ -75,8 +77,8 @@ def test_mixgcf_gradient_reaches_the_positive_and_the_chosen_candidates(train):
     model = make_model("mf", 10, 12, train)
     sampler = make_sampler("mixgcf", train, n_negs=3)
     user_layers, item_layers = layers_of(model)
-    vectors, _ = sampler.synthesise(np.array([2]), np.array([5]), 1, np.random.default_rng(0), user_layers,
-                                    item_layers, "mean", model.query)
+    vectors = sampler.synthesise(np.array([2]), np.array([5]), 1, np.random.default_rng(0), user_layers,
+                                 item_layers, "mean", model.query).vectors
     vectors.sum().backward()
     touched = np.flatnonzero(model.tables.item_weight.grad.abs().sum(1).numpy())
     assert 5 in touched and 1 <= touched.size <= 2  # the positive and the one candidate hop mixing kept

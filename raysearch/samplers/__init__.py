@@ -1,10 +1,23 @@
 """Negative samplers: alias tables, vectorised positive exclusion, one module per sampler.
 
 ``make_sampler(name, train, **params)`` builds any sampler registered in ``SAMPLERS``: rns, pns, dns,
-srns, gdns, icpns, inbatch, mixed. See ``raysearch.samplers.base`` for the contract.
+srns, gdns, icpns, inbatch, mixed, ahns, and the synthesising mixgcf and dens. See
+``raysearch.samplers.base`` for the contract.
 """
 
-from raysearch.samplers import ahns, dns, gdns, icpns, inbatch, mixed, mixgcf, pns, rns, srns  # noqa: F401  (registration)
+from raysearch.samplers import (  # noqa: F401  (registration)
+    ahns,
+    dens,
+    dns,
+    gdns,
+    icpns,
+    inbatch,
+    mixed,
+    mixgcf,
+    pns,
+    rns,
+    srns,
+)
 from raysearch.samplers.alias import AliasTable, RaggedAliasTable
 from raysearch.samplers.base import SAMPLERS, Sampler, make_sampler
 

@@ -101,6 +101,17 @@ def call_scorer(score_fn: ScoreFn, users: np.ndarray, items: np.ndarray) -> np.n
     return scores.reshape(items.shape)
 
 
+@dataclass(frozen=True)
+class Synthesised:
+    """A synthesising sampler's negatives for one step: ``vectors`` (B, k, d') scored by the model's
+    ``interaction``, ``rows0`` (B, k, d) their layer-0 part (the L2 term), and the sampler's own loss terms
+    by name (weighted scalars, added to the loss and logged like the model's)."""
+
+    vectors: Any
+    rows0: Any
+    terms: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
 def as_ids(values: Any, what: str) -> np.ndarray:
     """int64 array of ids; ``SamplingError`` for a non-integer dtype."""
     arr = np.asarray(values)
@@ -121,7 +132,7 @@ class Sampler(ABC):
     Params: ClassVar[type] = NoParams
     # The proposal q(j | u) of every draw is known in closed form (``log_q``): logQ correction applies.
     has_log_q: ClassVar[bool] = False
-    # Training negatives are synthesised representations (``synthesise``), not item ids (MixGCF).
+    # Training negatives are synthesised representations (``synthesise``), not item ids (MixGCF, DENS).
     synthesises: ClassVar[bool] = False
 
     def __init__(self, train: Any, params: Any = None, *, complement: Complement | None = None):
@@ -222,6 +233,15 @@ class Sampler(ABC):
                 raise SamplingError(f"{what} id {bad} is out of range [0, {n})")
 
     # ----------------------------------------------------------------- hooks and state
+    def prepare(self, model: Any, seed: int) -> None:
+        """Called once per stage before training, with the backbone: a sampler with trainable parameters
+        (DENS's gates) builds them here, initialised from ``seed``. No-op by default."""
+        return None
+
+    def parameters(self) -> list[Any]:
+        """Trainable tensors the trainer optimises with the model's (none by default)."""
+        return []
+
     def start_epoch(self, epoch: int, rng: RngLike) -> None:
         """Called before the first batch of ``epoch``. No-op unless a sampler keeps per-epoch state."""
         return None

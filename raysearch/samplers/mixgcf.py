@@ -35,7 +35,7 @@ from torch import Tensor
 
 from raysearch.config import require
 from raysearch.errors import ConfigError
-from raysearch.samplers.base import Sampler, ScoreFn, call_scorer, register
+from raysearch.samplers.base import Sampler, ScoreFn, Synthesised, call_scorer, register
 
 POOLS = ("mean", "concat")
 
@@ -70,9 +70,9 @@ class MixGCF(Sampler):
 
     def synthesise(self, users: np.ndarray, pos_items: np.ndarray, k: int, rng: np.random.Generator,
                    user_layers: Tensor, item_layers: Tensor, pool: str | None,
-                   query: Callable[[Tensor], Tensor]) -> tuple[Tensor, Tensor]:
-        """Synthetic negatives for rows (users (B,), pos_items (B,)): (vectors (B, k, d'), layer-0 parts
-        (B, k, d)). ``user_layers`` (n_users, L + 1, d) and ``item_layers`` (n_items, L + 1, d): one
+                   query: Callable[[Tensor], Tensor]) -> Synthesised:
+        """Synthetic negatives for rows (users (B,), pos_items (B,)): vectors (B, k, d'), layer-0 parts
+        (B, k, d). ``user_layers`` (n_users, L + 1, d) and ``item_layers`` (n_items, L + 1, d): one
         propagation's per-layer representations (differentiable); ``pool``: how the backbone pools them
         ("mean" or "concat"); ``query``: the backbone's map of user representations before the dot product.
         """
@@ -100,4 +100,4 @@ class MixGCF(Sampler):
         index = best[:, :, None, :, None].expand(-1, -1, 1, -1, mixed.shape[-1])
         chosen = mixed.gather(2, index)[:, :, 0]  # (B, k, L+1, d)
         vectors = chosen.mean(dim=2) if pool == "mean" else chosen.flatten(2)
-        return vectors, chosen[:, :, 0]
+        return Synthesised(vectors, chosen[:, :, 0])

@@ -173,7 +173,9 @@ class Trainer:
         validate_loss(self.cfg, spec.sampler)
         # a layer-mixing sampler needs each propagation's per-layer representations
         self.model.keep_layers = bool(getattr(spec.sampler, "synthesises", False))
-        optimizer = OPTIMISERS[self.cfg.optimizer](self.model.parameters(), lr=spec.lr)
+        spec.sampler.prepare(self.model, torch_seed(self.cfg.seed, spec.name, "sampler"))
+        parameters = [*self.model.parameters(), *spec.sampler.parameters()]
+        optimizer = OPTIMISERS[self.cfg.optimizer](parameters, lr=spec.lr)
         state = {"best_metric": -math.inf, "best_epoch": -1, "best_valid": {}, "bad_evals": 0,
                  "epoch_seconds": [], "sampling_seconds": [], "step_seconds": [], "draws": 0}
         start_epoch = 0
@@ -328,8 +330,9 @@ class Trainer:
                 batch.log_q, dtype=scores.negative.dtype, device=scores.negative.device)
             positive = scores.positive if loss.group_wise else scores.positive[:, 0]
             ranking = loss.compute(positive, scores.negative, settings, log_q)
+            own_terms = {**scores.terms, **(batch.sampler_terms or {})}
             total = ranking
-            for term in scores.terms.values():
+            for term in own_terms.values():
                 total = total + term
             optimizer.zero_grad(set_to_none=True)
             # Each process averages over its rows; the objective is the mean over processes, whose
@@ -340,7 +343,7 @@ class Trainer:
             optimizer.step()
             steps += time.perf_counter() - t_step
             loss_sum += float(total.detach()) * batch.size
-            for name, value in (("ranking", ranking), *scores.terms.items()):
+            for name, value in (("ranking", ranking), *own_terms.items()):
                 term_sums[name] = term_sums.get(name, 0.0) + float(value.detach()) * batch.size
             rows += batch.size
         inner.close()
@@ -385,9 +388,10 @@ class Trainer:
             users, pos = rows_of_step
             model = self.model
             user_layers, item_layers = model.layer_representations(reps if reps is not None else model.propagate())
-            vectors, rows0 = sampler.synthesise(users, pos, self.cfg.num_negatives, rng, user_layers, item_layers,
-                                                model.layer_pool, model.query)
-            return Batch.of(users, pos, negative_vectors=vectors, negative_rows0=rows0)
+            made = sampler.synthesise(users, pos, self.cfg.num_negatives, rng, user_layers, item_layers,
+                                      model.layer_pool, model.query)
+            return Batch.of(users, pos, negative_vectors=made.vectors, negative_rows0=made.rows0,
+                            sampler_terms=dict(made.terms))
         if group_wise:
             users = rows_of_step
             pos, neg = sampler.sample_groups(users, rng=rng, score_fn=score_fn)
