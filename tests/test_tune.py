@@ -289,3 +289,15 @@ def test_every_search_file_loads_and_its_trials_resolve(tmp_path):
         for space in study.search.samplers.values():
             for dim in {**study.search.shared, **space}.values():
                 dim.to_tune()  # every dimension converts to a Tune domain
+
+
+def test_summary_shows_a_spread_only_over_several_final_runs():
+    from raysearch.tune import format_summary
+
+    def summary(final_runs):
+        row = {"sampler": "rns", "params": {}, "search_best_valid": 0.1, "final_runs": final_runs, "trials": 2,
+               "trial_epochs": 4, "test/ndcg@10 mean": 0.25, "test/ndcg@10 std": 0.0125}
+        return format_summary({"study": "s", "metric": "valid/ndcg@10", "rows": [row]})
+
+    assert "test/ndcg@10 0.2500  (2 trials" in summary(1) and "±" not in summary(1)
+    assert "test/ndcg@10 0.2500±0.0125" in summary(3)

@@ -112,7 +112,9 @@ def format_summary(summary: dict) -> str:
         selection = "test/" + summary["metric"].removeprefix(METRIC_PREFIX)
         tests = sorted((k.removesuffix(" mean") for k in row if k.startswith("test/") and k.endswith(" mean")),
                        key=lambda k: (k != selection, not k.startswith(("test/recall", "test/ndcg")), k))
-        shown = "  ".join(f"{k} {row[k + ' mean']:.4f}±{row[k + ' std']:.4f}" for k in tests[:4])
+        several = row["final_runs"] > 1  # one final run has no standard deviation to show
+        shown = "  ".join(f"{k} {row[k + ' mean']:.4f}" + (f"±{row[k + ' std']:.4f}" if several else "")
+                          for k in tests[:4])
         lines.append(f"  {row['sampler']:<8} valid {row['search_best_valid']:.4f}  {params}")
         lines.append(f"  {'':<8} {row['final_runs']} final run(s): {shown}  "
                      f"({row['trials']} trials, {row['trial_epochs']} trial-epochs)")
