@@ -50,10 +50,10 @@ def test_dmf_towers_read_the_training_rows_and_columns(tiny, similarity, expecte
     with torch.no_grad():
         model.tables.item_weight.copy_(torch.tensor([[1.0], [2.0], [3.0]]))  # W_u: one row per item
         model.tables.user_weight.copy_(torch.tensor([[0.5], [-1.0]]))  # W_i: one row per user
-        model.user_mlp[0].weight.fill_(2.0)
-        model.user_mlp[0].bias.fill_(0.0)
-        model.item_mlp[0].weight.fill_(-1.0)
-        model.item_mlp[0].bias.fill_(1.0)
+        model.user_mlp[1].weight.fill_(2.0)
+        model.user_mlp[1].bias.fill_(0.0)
+        model.item_mlp[1].weight.fill_(-1.0)
+        model.item_mlp[1].bias.fill_(1.0)
     # users: R W_u = [1 + 3, 2] -> relu(2x) = [8, 4]; items: R^T W_i = [0.5, -1, 0.5] -> relu(1 - x) = [.5, 2, .5]
     reps = model.propagate()
     torch.testing.assert_close(reps.items[:, 0], torch.tensor([0.5, 2.0, 0.5]) if similarity == "dot"

@@ -8,10 +8,10 @@ and the benchmarks all go through it. The model also owns its loss terms (``loss
 the step's layer-0 rows by default; a contrastive term, say, for a model that has one), which the trainer
 adds to the ranking loss.
 
-A *bilinear* model (``bilinear = True``: MF, GMF, LightGCN, NGCF) scores ``<query(u), v>``, where
+A *bilinear* model (``bilinear = True``: MF, GMF, DMF, LightGCN, NGCF, LightGCL) scores ``<query(u), v>``, where
 ``query`` is the identity for dot-product models and ``u * h`` for GMF; it gets the fast paths (one
 matmul for full ranking, a broadcast in-place scorer for samplers). A model whose ``interaction`` is not
-bilinear (an MLP, a cosine) sets ``bilinear = False`` and is served by the same methods, chunked over
+bilinear (an MLP: NeuMF) sets ``bilinear = False`` and is served by the same methods, chunked over
 (user, item) pairs so that full ranking of a Gowalla-sized catalogue fits in memory.
 
 Layer-0 parameters live in an ``EmbeddingTables`` module (``raysearch.models.embeddings``) so that the
@@ -193,6 +193,22 @@ class Recommender(nn.Module, ABC):
         """A scoring function frozen at the current parameters (or at ``reps``): numpy (users, items) ->
         numpy float32, for samplers (see ``make_scorer``)."""
         return make_scorer(self, reps if reps is not None else self.propagate())
+
+
+class TableLookup(Recommender):
+    """A backbone without propagation (MF, GMF, NeuMF): its representations are its layer-0 rows."""
+
+    propagates = False
+
+    def propagate(self) -> Representations:
+        users, items = self.tables.user_table(), self.tables.item_table()
+        return Representations(users, items, users, items)
+
+    def batch_rows(self, users: Tensor, items: Tensor, reps: Representations | None = None):
+        # No propagation: rows are looked up directly (cheap, and sharded tables fetch only these rows);
+        # the representations are the layer-0 rows themselves.
+        u, v = self.tables.users(users), self.tables.items(items)
+        return u, v, u, v
 
 
 def l2_regulariser(batch_size: int, *rows: Tensor) -> Tensor:

@@ -3,7 +3,7 @@ interaction matrix through two MLPs, then a similarity of the two.
 
 p_u = MLP_u(R[u, :] W_u), q_i = MLP_i(R[:, i]^T W_i), r_ui = <p_u, q_i>; R is the 0/1 matrix of the
 *training* split only (never validation or test). The first layers W_u (n_items x d) and W_i (n_users x d)
-have no bias; each MLP is RecBole's ``MLPLayers`` (linear, ReLU) with no dropout. RecBole replaces the
+have no bias; each MLP is RecBole's ``MLPLayers`` (dropout 0, linear, ReLU). RecBole replaces the
 paper's cosine with the inner product ("for a better performance and stability"); ``model.similarity``
 picks either (default: RecBole's ``dot``; ``cosine`` normalises both sides, the paper's choice). Every
 weight ~ normal(0, 0.01), biases 0, as RecBole's ``_init_weights``. Defaults as RecBole's ``DMF.yaml``:
@@ -34,6 +34,7 @@ from torch import nn
 from raysearch.config import require
 from raysearch.models.base import MODELS, Recommender, Representations
 from raysearch.models.graph import SparseGraph, bipartite_adjacency
+from raysearch.models.layers import mlp_layers
 
 SIMILARITIES = ("dot", "cosine")
 
@@ -58,14 +59,6 @@ class DMFParams:
         require(self.init_std > 0, "model.init_std", "must be > 0")
 
 
-def tower(sizes: tuple[int, ...]) -> nn.Sequential:
-    """(linear, ReLU) for each consecutive pair of ``sizes`` (RecBole's ``MLPLayers``, dropout 0)."""
-    layers: list[nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
-        layers += [nn.Linear(a, b), nn.ReLU()]
-    return nn.Sequential(*layers)
-
-
 @MODELS.register("dmf")
 class DMF(Recommender):
     name = "dmf"
@@ -82,8 +75,8 @@ class DMF(Recommender):
     def reset_parameters(self) -> None:
         p = self.params
         if self.user_mlp is None:
-            self.user_mlp = tower((p.dim, *p.user_layers))
-            self.item_mlp = tower((p.dim, *p.item_layers))
+            self.user_mlp = mlp_layers((p.dim, *p.user_layers))
+            self.item_mlp = mlp_layers((p.dim, *p.item_layers))
         std = p.init_std
         self.tables.initialise(lambda w: nn.init.normal_(w, 0.0, std))
         with torch.no_grad():

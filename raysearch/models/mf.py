@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import Tensor, nn
+from torch import nn
 
 from raysearch.config import require
-from raysearch.models.base import MODELS, Recommender, Representations
+from raysearch.models.base import MODELS, TableLookup
 
 
 @dataclass(frozen=True)
@@ -31,21 +31,10 @@ INITIALISERS = {
 
 
 @MODELS.register("mf")
-class MF(Recommender):
+class MF(TableLookup):
     name = "mf"
-    propagates = False
     layer_pool = "mean"  # one layer: MixGCF on MF mixes 0 hops
     Params = MFParams
 
     def reset_parameters(self) -> None:
         self.tables.initialise(INITIALISERS[self.params.init](self.params.init_std))
-
-    def propagate(self) -> Representations:
-        users, items = self.tables.user_table(), self.tables.item_table()
-        return Representations(users, items, users, items)
-
-    def batch_rows(self, users: Tensor, items: Tensor, reps: Representations | None = None):
-        # No propagation: rows are looked up directly (cheap, and sharded tables fetch only these rows);
-        # the representations are the layer-0 rows themselves.
-        u, v = self.tables.users(users), self.tables.items(items)
-        return u, v, u, v

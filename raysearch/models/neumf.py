@@ -30,7 +30,8 @@ import torch
 from torch import Tensor, nn
 
 from raysearch.config import require
-from raysearch.models.base import MODELS, Recommender, Representations
+from raysearch.models.base import MODELS, TableLookup
+from raysearch.models.layers import mlp_layers
 
 
 @dataclass(frozen=True)
@@ -55,19 +56,10 @@ class NeuMFParams:
         return self.mf_dim + self.mlp_dim
 
 
-def mlp_tower(sizes: tuple[int, ...], dropout: float) -> nn.Sequential:
-    """RecBole's ``MLPLayers``: (dropout, linear, ReLU) for each consecutive pair of ``sizes``."""
-    layers: list[nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
-        layers += [nn.Dropout(dropout), nn.Linear(a, b), nn.ReLU()]
-    return nn.Sequential(*layers)
-
-
 @MODELS.register("neumf")
-class NeuMF(Recommender):
+class NeuMF(TableLookup):
     name = "neumf"
     Params = NeuMFParams
-    propagates = False
     bilinear = False
 
     def __init__(self, *args, **kwargs):
@@ -79,20 +71,12 @@ class NeuMF(Recommender):
         std = p.init_std
         self.tables.initialise(lambda w: nn.init.normal_(w, mean=0.0, std=std))
         if self.mlp is None:
-            self.mlp = mlp_tower((2 * p.mlp_dim, *p.mlp_layers), p.dropout)
+            self.mlp = mlp_layers((2 * p.mlp_dim, *p.mlp_layers), p.dropout)
             self.predict = nn.Linear(p.mf_dim + p.mlp_layers[-1], 1)
         else:  # a re-initialisation: torch's defaults, as at construction
             for module in (*self.mlp, self.predict):
                 if isinstance(module, nn.Linear):
                     module.reset_parameters()
-
-    def propagate(self) -> Representations:
-        users, items = self.tables.user_table(), self.tables.item_table()
-        return Representations(users, items, users, items)
-
-    def batch_rows(self, users: Tensor, items: Tensor, reps: Representations | None = None):
-        u, v = self.tables.users(users), self.tables.items(items)
-        return u, v, u, v
 
     def interaction(self, user_reps: Tensor, item_reps: Tensor) -> Tensor:
         """The MLP's first layer on [p' ; q'] is W_p p' + W_q q' + b: each side is projected on its own and

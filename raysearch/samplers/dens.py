@@ -32,8 +32,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from raysearch.config import require
-from raysearch.errors import ConfigError, SamplingError
-from raysearch.samplers.base import Sampler, ScoreFn, Synthesised, call_scorer, register
+from raysearch.errors import SamplingError
+from raysearch.samplers.base import Synthesised, register
+from raysearch.samplers.synthesis import CandidateSynthesiser
 
 GATES = ("user_gate", "item_gate", "pos_gate", "neg_gate")
 
@@ -51,12 +52,10 @@ def bpr_sum(neg: Tensor, pos: Tensor) -> Tensor:
 
 
 @register
-class DENS(Sampler):
+class DENS(CandidateSynthesiser):
     """Disentangled negative sampling."""
 
     name = "dens"
-    dynamic = True
-    synthesises = True
 
     @dataclass(frozen=True)
     class Params:
@@ -108,31 +107,14 @@ class DENS(Sampler):
         self.epoch = int(epoch)
 
     # ----------------------------------------------------------------- selection
-    def candidates(self, users: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-        """int64 (B, k, n_negs) uniform non-positives."""
-        m = self.params.n_negs
-        return self.complement.uniform(np.repeat(users, k * m), rng).reshape(users.size, k, m)
-
-    def _sample(self, users: np.ndarray, pos_items: np.ndarray, k: int, rng: np.random.Generator,
-                score_fn: ScoreFn | None) -> np.ndarray:
-        """Item ids: the best-scored candidate (DNS over the same candidates), for callers that need ids."""
-        cand = self.candidates(users, k, rng)
-        scores = call_scorer(score_fn, users[:, None, None], cand)
-        return np.take_along_axis(cand, scores.argmax(axis=2)[..., None], axis=2)[..., 0]
-
     def synthesise(self, users: np.ndarray, pos_items: np.ndarray, k: int, rng: np.random.Generator,
                    user_layers: Tensor, item_layers: Tensor, pool: str | None,
                    query: Callable[[Tensor], Tensor]) -> Synthesised:
         """Negatives for rows (users (B,), pos_items (B,)) from one propagation's per-layer representations
         (``user_layers`` (n_users, L + 1, d), ``item_layers`` (n_items, L + 1, d)), and the gates' loss."""
-        if pool not in ("mean", "concat"):
-            raise ConfigError("sampler.name: dens selects per-layer item representations; this backbone has none")
+        users, pos_items = self.checked_rows(users, pos_items, pool)
         if self.gates is None:
             raise SamplingError("sampler 'dens': prepare(model, seed) builds its gates before the first step")
-        users = np.asarray(users, dtype=np.int64)
-        pos_items = np.asarray(pos_items, dtype=np.int64)
-        self.check_ids(users, pos_items)
-        self.complement.check_users(users)
         cand = self.candidates(users, k, rng)  # (B, k, M)
         device = item_layers.device
         g = self.gates

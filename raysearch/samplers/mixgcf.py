@@ -34,19 +34,15 @@ import torch
 from torch import Tensor
 
 from raysearch.config import require
-from raysearch.errors import ConfigError
-from raysearch.samplers.base import Sampler, ScoreFn, Synthesised, call_scorer, register
-
-POOLS = ("mean", "concat")
+from raysearch.samplers.base import Synthesised, register
+from raysearch.samplers.synthesis import CandidateSynthesiser
 
 
 @register
-class MixGCF(Sampler):
+class MixGCF(CandidateSynthesiser):
     """Synthesised negatives by positive and hop mixing."""
 
     name = "mixgcf"
-    dynamic = True
-    synthesises = True
 
     @dataclass(frozen=True)
     class Params:
@@ -56,18 +52,6 @@ class MixGCF(Sampler):
         def __post_init__(self) -> None:
             require(self.n_negs >= 1, "n_negs", f"must be >= 1, got {self.n_negs}")
 
-    def candidates(self, users: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-        """int64 (B, k, n_negs) uniform non-positives."""
-        m = self.params.n_negs
-        return self.complement.uniform(np.repeat(users, k * m), rng).reshape(users.size, k, m)
-
-    def _sample(
-        self, users: np.ndarray, pos_items: np.ndarray, k: int, rng: np.random.Generator, score_fn: ScoreFn | None
-    ) -> np.ndarray:
-        cand = self.candidates(users, k, rng)
-        scores = call_scorer(score_fn, users[:, None, None], cand)
-        return np.take_along_axis(cand, scores.argmax(axis=2)[..., None], axis=2)[..., 0]
-
     def synthesise(self, users: np.ndarray, pos_items: np.ndarray, k: int, rng: np.random.Generator,
                    user_layers: Tensor, item_layers: Tensor, pool: str | None,
                    query: Callable[[Tensor], Tensor]) -> Synthesised:
@@ -76,12 +60,7 @@ class MixGCF(Sampler):
         propagation's per-layer representations (differentiable); ``pool``: how the backbone pools them
         ("mean" or "concat"); ``query``: the backbone's map of user representations before the dot product.
         """
-        if pool not in POOLS:
-            raise ConfigError("sampler.name: mixgcf mixes per-layer item representations; this backbone has "
-                              "none (mixgcf runs on mf, gmf, lightgcn and ngcf)")
-        users = np.asarray(users, dtype=np.int64)
-        self.check_ids(users, np.asarray(pos_items, dtype=np.int64))
-        self.complement.check_users(users)
+        users, pos_items = self.checked_rows(users, pos_items, pool)
         cand = self.candidates(users, k, rng)  # (B, k, M)
         b, n_layers = users.size, item_layers.shape[1]
         device = item_layers.device
@@ -89,7 +68,7 @@ class MixGCF(Sampler):
         alpha = rng.random(shape) if self.params.mix_positive else np.zeros(shape)
         alpha = torch.as_tensor(alpha, dtype=item_layers.dtype, device=device)
         u_t = torch.as_tensor(users, device=device)
-        positive = item_layers[torch.as_tensor(np.asarray(pos_items, dtype=np.int64), device=device)]  # (B, L+1, d)
+        positive = item_layers[torch.as_tensor(pos_items, device=device)]  # (B, L+1, d)
         candidates = item_layers[torch.as_tensor(cand, device=device)]  # (B, k, M, L+1, d)
         mixed = alpha * positive[:, None, None] + (1 - alpha) * candidates
         user_rows = user_layers[u_t]  # (B, L+1, d)
