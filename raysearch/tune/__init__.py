@@ -30,8 +30,8 @@ runs), ``selection`` (best trials, summary, significance).
 from raysearch.train.pipeline import icpns_pretraining_overrides as pretraining_overrides
 from raysearch.tune.callbacks import TrialsRunning, mlflow_callback
 from raysearch.tune.selection import format_summary
-from raysearch.tune.space import METRIC_PREFIX, Dimension, SearchConfig, SearchOptions, load_search
-from raysearch.tune.study import Study, load_study, run_study, start_study, tpe_startup_note
+from raysearch.tune.space import METRIC_PREFIX, Dimension, SearchConfig, SearchOptions, Study, load_search
+from raysearch.tune.study import load_study, run_study, start_study, tpe_startup_note
 from raysearch.tune.trial import TuneReportingContext, effective_config, run_trial, trial_overrides
 
 __all__ = [

@@ -7,17 +7,14 @@ import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from raysearch.config import build_run_config, resolve
 from raysearch.errors import ConfigError
 from raysearch.train.rundir import RunDir, write_json_atomic
-from raysearch.tune.space import METRIC_PREFIX, Dimension
-
-if TYPE_CHECKING:
-    from raysearch.tune.study import Study
+from raysearch.tune.space import METRIC_PREFIX, Dimension, Study
 
 
 def _metric_key(study: Study) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from raysearch.config import from_mapping, load_group, require
@@ -123,3 +124,18 @@ def load_search(name: str, overrides: Mapping[str, Any] = ()) -> SearchConfig:
     if options.only:
         samplers = {s: space for s, space in samplers.items() if s in options.only}
     return SearchConfig(name=name, samplers=samplers, shared=shared, options=options)
+
+
+@dataclass
+class Study:
+    """A study directory: ``study.json`` (what was asked), ``tune/`` (Ray Tune), ``summary.*``."""
+
+    path: Path
+    search: SearchConfig
+    base: list[str]
+    tracking_uri: str
+    experiment: str
+
+    @property
+    def tune_dir(self) -> Path:
+        return self.path / "tune"

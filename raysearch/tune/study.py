@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,23 +14,8 @@ from raysearch.errors import ConfigError, RunStateError
 from raysearch.train.rundir import RunDir, read_json, write_json_atomic
 from raysearch.tune.callbacks import TrialsRunning, mlflow_callback
 from raysearch.tune.selection import _best_trial, _metric_key, _summarise, format_summary
-from raysearch.tune.space import SearchConfig, SearchOptions, load_search
+from raysearch.tune.space import SearchConfig, SearchOptions, Study, load_search
 from raysearch.tune.trial import run_trial
-
-
-@dataclass
-class Study:
-    """A study directory: ``study.json`` (what was asked), ``tune/`` (Ray Tune), ``summary.*``."""
-
-    path: Path
-    search: SearchConfig
-    base: list[str]
-    tracking_uri: str
-    experiment: str
-
-    @property
-    def tune_dir(self) -> Path:
-        return self.path / "tune"
 
 
 def start_study(args_overrides: Sequence[str], out: str | Path | None, tracking_uri: str | None,
