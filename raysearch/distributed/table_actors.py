@@ -43,8 +43,6 @@ from raysearch.samplers.icpns import (
 )
 from raysearch.train.context import TABLE_DRAWS
 
-DRAWS = TABLE_DRAWS
-
 
 def community_groups(n_communities: int, n_groups: int) -> list[tuple[int, int]]:
     """Contiguous [lo, hi) ranges of community ids, one a group, sizes differing by at most one.
@@ -292,8 +290,8 @@ class HostedICPNS(Sampler):
     def __init__(self, train: Any, params: Any, directory: Any, draws: str = "local", **kwargs: Any):
         import ray
 
-        if draws not in DRAWS:
-            raise ConfigError(f"sampler.table_draws: must be one of {', '.join(DRAWS)}, got {draws!r}")
+        if draws not in TABLE_DRAWS:
+            raise ConfigError(f"sampler.table_draws: must be one of {', '.join(TABLE_DRAWS)}, got {draws!r}")
         self.directory = ray.get_actor(directory) if isinstance(directory, str) else directory
         self.draws = draws
         self.sampler_params = {k: v for k, v in dict(params or {}).items() if k != "communities"}

@@ -61,6 +61,13 @@ def log_q_samplers() -> list[str]:
     return [name for name in SAMPLERS.names() if SAMPLERS.get(name).has_log_q]
 
 
+def require_log_q(cls: type[Sampler]) -> None:
+    """``ConfigError`` (for ``trainer.logq_correction``) unless ``cls`` knows its proposal q(j | u)."""
+    if not cls.has_log_q:
+        raise ConfigError(f"trainer.logq_correction: sampler {cls.name!r} has no closed-form proposal "
+                          f"q(j | u) (samplers with one: {', '.join(log_q_samplers())})")
+
+
 def make_sampler(name: str, train: Any, **params: Any) -> Sampler:
     """The sampler registered as ``name``, built on ``train`` with ``params`` (see each ``Params``)."""
     cls = SAMPLERS.get(name)
@@ -208,9 +215,7 @@ class Sampler(ABC):
         """float64 (B, k): log q(j | u) of each negative of ``sample(users, pos_items, k)``, the exact
         probability of drawing it in its slot (the user's positives excluded). Only for samplers with
         ``has_log_q``; the others raise ``ConfigError`` (their q depends on the model's scores)."""
-        if not self.has_log_q:
-            raise ConfigError(f"trainer.logq_correction: sampler {self.name!r} has no closed-form proposal "
-                              f"q(j | u) (samplers with one: {', '.join(log_q_samplers())})")
+        require_log_q(type(self))
         users = as_ids(users, "users")
         negatives = as_ids(negatives, "negatives").reshape(users.size, -1)
         return self._log_q(users, as_ids(pos_items, "pos_items"), negatives)

@@ -308,7 +308,6 @@ def false_negative_stats(sampler: Any, histogram_bins: int | None = None) -> dic
     return out
 
 
-PIPELINES.register("default")(Pipeline(NoParams, run_single))
 def icpns_pretraining_overrides(base: Sequence[str]) -> list[str]:
     """The overrides of ICPNS's stage 1 run on its own: ``base`` with RNS as the sampler and the ICPNS
     pipeline's ``sampler.pretrain_epochs`` (when set) as ``trainer.epochs``; the other ``sampler.*`` keys
@@ -331,6 +330,7 @@ def icpns_finetune_epochs(cfg: RunConfig) -> int:
     return cfg.sampler.params.get("finetune_epochs") or cfg.trainer.epochs
 
 
+PIPELINES.register("default")(Pipeline(NoParams, run_single))
 PIPELINES.register("icpns")(Pipeline(
     IcpnsPipelineParams, run_icpns, output_stage="finetune", output_epochs=icpns_finetune_epochs,
     check=check_icpns,
@@ -387,12 +387,17 @@ def sampler_config_keys(sampler: str) -> list[str]:
     return keys
 
 
+def check_device(cfg: RunConfig) -> None:
+    """``trainer.device=cuda`` needs a CUDA device that torch sees."""
+    if cfg.trainer.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("trainer.device: cuda was asked for but torch sees no CUDA device")
+
+
 def check_run(cfg: RunConfig, dataset: Dataset) -> None:
     """What can be checked once the data is loaded, before a run directory is written: the device, the
     evaluation protocol and selection metric, users with validation and test items (``Evaluator``), and
     the pipeline's own check (ICPNS: its ``pretrained_from`` source). Raises a ``RaysearchError``."""
-    if cfg.trainer.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("trainer.device: cuda was asked for but torch sees no CUDA device")
+    check_device(cfg)
     Evaluator(dataset, cfg.eval, cfg.trainer.valid_metric)
     pipeline = pipeline_of(cfg.sampler.name)
     if pipeline.check is not None:
@@ -427,8 +432,7 @@ def run_training(cfg: RunConfig, dataset: Dataset, run_dir: RunDir, context: Tra
     context = context or LocalContext()
     started = time.perf_counter()
     threads = configure_threads(threads if threads is not None else cfg.trainer.threads)
-    if cfg.trainer.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("trainer.device: cuda was asked for but torch sees no CUDA device")
+    check_device(cfg)
     pipeline = pipeline_of(cfg.sampler.name)
     pipeline_params, sampler_params = split_sampler_params(cfg.sampler.params, pipeline.Params)
     model = build_model(cfg, dataset, tables)

@@ -28,6 +28,7 @@ from raysearch.errors import ConfigError, RaysearchError, RunStateError
 from raysearch.losses import LOSSES, Loss, LossSettings
 from raysearch.models.base import Recommender
 from raysearch.rng import make_rng, torch_seed
+from raysearch.samplers.base import require_log_q
 from raysearch.train.batches import pair_batches, pair_rows, user_batches
 from raysearch.train.checkpoint import load_checkpoint, save_checkpoint
 from raysearch.train.context import LocalContext, TrainingContext
@@ -126,11 +127,7 @@ def validate_loss(cfg: TrainerConfig, sampler_cls: type) -> Loss:
             correcting = [n for n in LOSSES.names() if LOSSES.get(n).corrects_log_q]
             raise ConfigError(f"trainer.logq_correction: applies to trainer.loss={' or '.join(correcting)}, "
                               f"not {name}")
-        if not getattr(sampler_cls, "has_log_q", False):
-            from raysearch.samplers.base import log_q_samplers
-
-            raise ConfigError(f"trainer.logq_correction: sampler {sampler_name!r} has no closed-form proposal "
-                              f"q(j | u) (samplers with one: {', '.join(log_q_samplers())})")
+        require_log_q(sampler_cls if isinstance(sampler_cls, type) else type(sampler_cls))
     return loss
 
 
@@ -307,7 +304,7 @@ class Trainer:
             batches = pair_batches(users_all, items_all, n_steps, rng)
 
         sampling = steps = loss_sum = 0.0
-        term_sums: dict[str, float] = {}
+        term_sums: dict[str, Any] = {}  # name -> float64 tensor: sum over rows of the term
         rows = draws = 0
         comm = getattr(self.model.tables, "stats", None)  # sharded tables count the bytes they send
         comm_before = comm.bytes_sent if comm is not None else 0
@@ -343,15 +340,16 @@ class Trainer:
             optimizer.step()
             steps += time.perf_counter() - t_step
             loss_sum += float(total.detach()) * batch.size
-            for name, value in (("ranking", ranking), *own_terms.items()):
-                term_sums[name] = term_sums.get(name, 0.0) + float(value.detach()) * batch.size
+            for name, value in (("ranking", ranking), *own_terms.items()):  # summed on the device, read once
+                term_sums[name] = term_sums.get(name, 0.0) + value.detach().double() * batch.size
             rows += batch.size
         inner.close()
-        if sampler.dynamic:
+        if sampler.dynamic and not sampler.synthesises:  # synthesising samplers keep no epoch state
             sampler.end_epoch(epoch, self.model.frozen_scorer())
         epoch_seconds = time.perf_counter() - t_epoch
         term_names = sorted(term_sums)
-        totals = self.context.sum(np.array([loss_sum, rows, *(term_sums[n] for n in term_names)], dtype=np.float64))
+        totals = self.context.sum(np.array([loss_sum, rows, *(float(term_sums[n]) for n in term_names)],
+                                           dtype=np.float64))
         state["epoch_seconds"].append(epoch_seconds)
         state["sampling_seconds"].append(sampling)
         state["step_seconds"].append(steps)
