@@ -469,6 +469,76 @@ def recbole_negative_id(w):
     return argv, [f"{w.tmp / 'data' / 'x.inter'}:3: negative item id -4"]
 
 
+@case
+def csv_gzip_compressed(w):
+    import gzip
+
+    argv = w.read("x.csv", gzip.compress(b"user_id,item_id\n1,2\n3,4\n", mtime=0), "dataset.format=csv")
+    return argv, [f"{w.tmp / 'data' / 'x.csv'}:1: binary content (a NUL byte): not a text file"]
+
+
+@case
+def csv_utf16(w):
+    argv = w.read("x.csv", "user_id,item_id\n1,2\n3,4\n".encode("utf-16"), "dataset.format=csv")
+    return argv, [f"{w.tmp / 'data' / 'x.csv'}:1: UTF-16 or UTF-32 text: save it as UTF-8"]
+
+
+@case
+def recbole_utf16(w):
+    argv = w.read("x.inter", "user_id:token\titem_id:token\n1\t2\n".encode("utf-16"), "dataset.format=recbole")
+    return argv, [f"{w.tmp / 'data' / 'x.inter'}:1: UTF-16 or UTF-32 text: save it as UTF-8"]
+
+
+@case
+def movielens_empty(w):
+    argv = w.read("u.data", " \n\n", "dataset.format=movielens")
+    return argv, [f"{w.tmp / 'data' / 'u.data'}:1: empty file"]
+
+
+@case
+def movielens_binary_line(w):
+    argv = w.read("u.data", b"1\t2\t5\t100\n3\t4\x00\t5\t101\n", "dataset.format=movielens")
+    return argv, [f"{w.tmp / 'data' / 'u.data'}:2: binary content (a NUL byte): not a text file"]
+
+
+@case
+def lightgcn_huge_id(w):
+    folder = w.tmp / "data" / "lgn"
+    folder.mkdir(parents=True)
+    (folder / "train.txt").write_text("0 1 2\n99999999999999999999 3\n")
+    (folder / "test.txt").write_text("0 3\n")
+    w.no_cache = True
+    argv = w.train(f"dataset.path={folder}", "dataset.format=lightgcn", tiny=False)
+    return argv, [f"{folder / 'train.txt'}:2: user or item id 99999999999999999999 is too large"]
+
+
+@case
+def npy_huge_id(w):
+    argv = w.read("x.npy", npy(np.array([[0, 1], [2**62, 2]], dtype=np.uint64)), "dataset.format=npy")
+    return argv, [f"{w.tmp / 'data' / 'x.npy'}:2: user id {2**62} is too large"]
+
+
+@case
+def npy_empty_file(w):
+    argv = w.read("x.npy", b"", "dataset.format=npy")
+    return argv, [f"{w.tmp / 'data' / 'x.npy'}: not a readable .npy array"]
+
+
+@case
+def parquet_not_parquet(w):
+    argv = w.read("x.parquet", "user_id,item_id\n1,2\n", "dataset.format=parquet")
+    return argv, [f"{w.tmp / 'data' / 'x.parquet'}: not a readable parquet file"]
+
+
+@case
+def csv_folder_without_a_csv(w):
+    folder = w.tmp / "data" / "empty-folder"
+    folder.mkdir(parents=True)
+    w.no_cache = True
+    argv = w.train(f"dataset.path={folder}", "dataset.format=csv", "dataset.split=ratio", tiny=False)
+    return argv, ["dataset 'custom' (csv) not found", f"looked in: {folder}", "--data-dir"]
+
+
 # --------------------------------------------------------------------------- splits without held-out users
 @case
 def split_without_validation_users(w):
@@ -569,7 +639,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(name, sources, tmp_path
 
 
 def test_the_corpus_is_large():
-    assert len(CASES) >= 30
+    assert len(CASES) >= 60
 
 
 def test_resume_after_a_refusal_still_works(sources, tmp_path):

@@ -1,8 +1,14 @@
-"""Ray Train: one step on 2 ranks equals one step on 1; 2 workers vs 1; a killed worker group resumes."""
+"""Ray Train: one step on 2 ranks equals one step on 1; 2 workers vs 1; a failed or SIGKILLed worker resumes."""
 
 import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import torch
 
@@ -84,15 +90,49 @@ def test_two_workers_match_one_worker(ray_session, tmp_path):
     assert ckpts == ["best.rank0-of-2.pt", "best.rank1-of-2.pt", "last.rank0-of-2.pt", "last.rank1-of-2.pt"]
 
 
+def _kill_a_train_worker_after_first_epoch(metrics: Path, started: float, killed: list[tuple[int, int]]) -> None:
+    """SIGKILL one Ray Train worker process (found by its process title, started after ``started``) as
+    soon as the first epoch's line is in ``metrics``: the workers are then in the second epoch."""
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        done = metrics.read_text().count("\n") if metrics.exists() else 0
+        if done >= 1:
+            workers = [p for p in psutil.Process().children(recursive=True)
+                       if p.create_time() >= started and "RayTrainWorker" in " ".join(p.cmdline()[:1])]
+            if workers:
+                os.kill(workers[-1].pid, signal.SIGKILL)
+                killed.append((workers[-1].pid, done))
+                return
+        time.sleep(0.005)
+
+
 @pytest.mark.ray
 def test_killed_worker_group_resumes_to_the_same_result(ray_session, tmp_path):
     overrides = [*BASE, "trainer.epochs=4", "trainer.workers=2"]
     uninterrupted = train(overrides, out=tmp_path / "full")
+    # An exception after epoch 1's checkpoint (trainer.fail_after_epoch).
     resumed = train([*overrides, "trainer.fail_after_epoch=1", "trainer.max_failures=1"], out=tmp_path / "cut")
     assert (tmp_path / "cut" / ".injected-failure").exists()
     assert resumed["valid"] == uninterrupted["valid"]
     assert resumed["test"] == uninterrupted["test"]
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [0, 1, 2, 3]
+    # A worker process killed outright (SIGKILL, from outside) in the middle of an epoch.
+    killed: list[tuple[int, int]] = []
+    killer = threading.Thread(target=_kill_a_train_worker_after_first_epoch,
+                              args=(tmp_path / "killed" / "metrics.jsonl", time.time() - 1, killed))
+    killer.start()
+    try:
+        survived = train([*overrides, "trainer.max_failures=1"], out=tmp_path / "killed")
+    finally:
+        killer.join()
+    assert killed, "no Ray Train worker was found to kill"
+    pid, epochs_done = killed[0]
+    assert epochs_done < 4  # killed while training, not after
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert survived["valid"] == uninterrupted["valid"]
+    assert survived["test"] == uninterrupted["test"]
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [0, 1, 2, 3]
 
 

@@ -8,11 +8,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
+from listening import is_loopback, sampled_sockets
 
+from raysearch.distributed.local_ray import loopback_interface
 from raysearch.distributed.process_group import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,21 +32,44 @@ def _wait_for_dashboard(url: str, proc: subprocess.Popen, timeout: float = 90) -
             with urllib.request.urlopen(f"{url}/api/version", timeout=2) as resp:
                 if resp.status == 200:
                     return
+        except urllib.error.HTTPError as err:
+            if err.code == 401:  # up, and asking for the token (Ray's token authentication)
+                return
+            time.sleep(1)
         except OSError:
             time.sleep(1)
     raise TimeoutError(f"no Ray dashboard at {url} after {timeout} s")
 
 
+def _submit(url: str, env: dict, out: Path) -> subprocess.CompletedProcess:
+    """The README's `ray job submit` of a two-worker training; retried while the job agent comes up (a few
+    seconds after the dashboard, more on a busy machine)."""
+    for _ in range(60):
+        job = subprocess.run(
+            [str(BIN / "ray"), "job", "submit", "--address", url, "--working-dir", str(ROOT), "--",
+             "raysearch", "train", "trainer.epochs=2", "trainer.workers=2", "trainer.progress=false",
+             f"--out={out}"],
+            env=env, capture_output=True, text=True, timeout=600)
+        if "No available agent" not in job.stderr + job.stdout:
+            break
+        time.sleep(3)
+    return job
+
+
 @pytest.mark.slow
 @pytest.mark.ray
 def test_ray_job_submit_runs_a_distributed_training(tmp_path):
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    # The README's loopback-only recipe: Ray's single-machine mode (node address 127.0.0.1), gloo on the
+    # loopback interface; the suite's token authentication (conftest) for `ray start` and the submit.
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+           "GLOO_SOCKET_IFNAME": loopback_interface() or "lo"}
     gcs_port, dash_port = free_port(), free_port()
     # Its own (short: socket paths are length-limited) temp dir, so that the cluster file it leaves
     # behind is not picked up by later ray.init() calls.
     temp_dir = tempfile.mkdtemp(prefix="rayjob", dir="/tmp")
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus=2", f"--port={gcs_port}",
+         "--node-ip-address=127.0.0.1",
          f"--temp-dir={temp_dir}",
          # Free ports for the node's agents: the defaults (e.g. 52365) may be held by another Ray on this
          # machine (the test session's own cluster), and a job server whose agent cannot bind never
@@ -56,17 +83,14 @@ def test_ray_job_submit_runs_a_distributed_training(tmp_path):
     out = tmp_path / "run"
     try:
         _wait_for_dashboard(url, head)
-        for _ in range(60):  # the job agent comes up a few seconds after the dashboard (more on a busy machine)
-            job = subprocess.run(
-                [str(BIN / "ray"), "job", "submit", "--address", url, "--working-dir", str(ROOT), "--",
-                 "raysearch", "train", "trainer.epochs=2", "trainer.workers=2", "trainer.progress=false",
-                 f"--out={out}"],
-                env=env, capture_output=True, text=True, timeout=600)
-            if "No available agent" not in job.stderr + job.stdout:
-                break
-            time.sleep(3)
+        with sampled_sockets(psutil.Process(head.pid), every=0.25) as seen:
+            job = _submit(url, env, out)
         assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
         assert "succeeded" in job.stdout + job.stderr
+        names = " ".join(name for name, _, _ in seen)
+        assert "gcs_server" in names and "RayTrainWorker" in names, sorted(seen)
+        exposed = sorted(s for s in seen if not is_loopback(s[1]))
+        assert not exposed, f"listening beyond loopback: {exposed}"
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         try:

@@ -252,7 +252,7 @@ def test_tiny_study_end_to_end_is_tracked_and_leak_free(ray_session, tmp_path):
 @pytest.mark.slow
 @pytest.mark.ray
 def test_interrupted_study_resumes_keeping_finished_trials(tmp_path):
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}  # the suite's token auth (conftest)
     exe = str(Path(sys.executable).parent / "raysearch")
     study_dir = tmp_path / "study"
     args = [exe, "tune", "search=icpns", "search.num_samples=4", "search.max_concurrent=1",

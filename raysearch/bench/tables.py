@@ -27,17 +27,17 @@ ROWS = (4096, 65_536)
 def run(report: Callable[[str], Any] = print, n_items: int = TARGET_ITEMS, groups: tuple[int, ...] = (1, 2),
         reps: int = 60, seed: int = 0, quick: bool = False) -> list[dict[str, Any]]:
     """One row per (groups, rows a batch): local and remote latency and draws per second."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
+    from raysearch.distributed.local_ray import init_ray
     from raysearch.distributed.table_actors import CommunityTableService, HostedICPNS
 
     if quick:
         n_items, reps = 10**4, 10
     started = not ray.is_initialized()
     if started:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        init_ray(num_cpus=2)
     train, _, communities, rng = _setting(n_items, seed)
     out = []
     report(f"table actors: {train.n_users} users x {n_items} items, {train.nnz} pairs, "

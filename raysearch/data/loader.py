@@ -106,11 +106,11 @@ def locate_sources(
         if files:
             return files, base
     where = "; ".join(str(path if base is None else base / path) for base in searched) or (
-        f"nowhere: no data directory (pass data_dir, set {DATA_DIR_ENV}, or create ../shared/data)"
+        f"nowhere: no data directory (pass --data-dir, set {DATA_DIR_ENV}, or create ../shared/data)"
     )
     raise DataError(
         f"dataset {config.name!r} ({config.format}) not found: it needs {needed_files(config)}; looked in: {where}"
-        + ("" if data_dir is not None else f" (pass data_dir or set {DATA_DIR_ENV} to look elsewhere)")
+        + ("" if data_dir is not None else f" (pass --data-dir or set {DATA_DIR_ENV} to look elsewhere)")
     )
 
 

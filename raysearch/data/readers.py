@@ -188,6 +188,11 @@ def _read_bytes(path: Path) -> bytes:
         raise DataError(f"cannot read the file ({err.strerror})", where=str(path)) from None
     if not data.strip():
         raise DataError("empty file", where=f"{path}:1")
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # a byte-order mark: UTF-16 (or UTF-32 LE)
+        raise DataError("UTF-16 or UTF-32 text: save it as UTF-8", where=f"{path}:1")
+    if (nul := data.find(b"\x00")) >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        raise DataError("binary content (a NUL byte): not a text file", where=f"{path}:{line}")
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n")
     return data

@@ -70,12 +70,12 @@ def train_distributed(cfg: RunConfig, run_dir: RunDir, data_dir: str | None = No
     from ray.train import RunConfig as TrainRunConfig
     from ray.train.torch import TorchTrainer
 
+    from raysearch.distributed.local_ray import init_ray
+    from raysearch.distributed.rendezvous import NodeAddressTorchConfig
+
     os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
-    if not ray.is_initialized():
-        # RAY_ADDRESS (set by `ray job submit`, or by you: "auto" joins the cluster `ray start` made on
-        # this machine) joins that cluster; otherwise a fresh local cluster starts (never a stale one).
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+    # RAY_ADDRESS joins that cluster; otherwise a fresh local one starts, on loopback only.
+    init_ray()
     available = ray.cluster_resources().get("CPU", 1.0)
     threads = cpus_per_worker(cfg, available)
     if threads * cfg.trainer.workers > available:
@@ -93,6 +93,8 @@ def train_distributed(cfg: RunConfig, run_dir: RunDir, data_dir: str | None = No
             "cache_dir": str(Path(cache_dir).resolve()) if cache_dir else None,
             "tracking": {"uri": cfg.tracking.uri, "experiment": cfg.tracking.experiment},
         },
+        # gloo on CPU, NCCL on GPU; rank 0's rendezvous store listens on its node's address only
+        torch_config=NodeAddressTorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=cfg.trainer.workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": threads}),
         run_config=TrainRunConfig(

@@ -105,12 +105,11 @@ def run_study(study: Study, data_dir: str | None = None, cache_dir: str | None =
     """Search every sampler, re-train each selection on the final seeds (test once each), summarise."""
     import ray
 
+    from raysearch.distributed.local_ray import init_ray
     from raysearch.tracking import ensure_experiment
 
     os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+    init_ray()  # RAY_ADDRESS's cluster, else a fresh local one on loopback only
     ensure_experiment(study.tracking_uri, study.experiment)
     # Ctrl-C must interrupt the study (KeyboardInterrupt; Tune's saved state keeps running trials as
     # unfinished, so --resume continues them) rather than make Tune mark running trials finished.
