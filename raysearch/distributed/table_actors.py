@@ -5,7 +5,9 @@ communities (contiguous id ranges, ``community_groups``) build its communities' 
 split, then a ``TableDirectory`` actor concatenates the groups' tables (plus the global table when
 ``global_mix`` > 0) into the one table set a sampler reads and publishes it read-only through the object
 store under a version number. Workers hold a ``HostedICPNS`` sampler: at the start of every epoch it
-asks the directory for the current version and, when it changed (communities recomputed), fetches the
+asks the directory for the current version and, when it changed (communities recomputed during
+fine-tuning, ``sampler.recluster_every``: rank 0 publishes through ``HostedICPNS.use_communities``, every
+rank waits at a barrier, then every rank's next ``start_epoch`` picks the version up), fetches the
 new tables: ``ray.get`` maps them zero-copy from the node's shared memory, so W workers on a node hold
 one copy of the tables between them, not W.
 
@@ -319,6 +321,20 @@ class HostedICPNS(Sampler):
         self._groups, self._actors = entry["groups"], entry["actors"]
         self._group_of = np.repeat(np.arange(len(self._groups)), [hi - lo for lo, hi in self._groups])
         return True
+
+    def use_communities(self, communities: np.ndarray, membership: tuple[Any, Any] | None = None) -> int | None:
+        """Publish the tables of the int (n_users,) assignment ``communities`` as the next version, from
+        the rank that owns the actors: every rank draws from them once its next ``start_epoch``
+        (``refresh``) sees the new version, so the caller must make every rank wait until this returns
+        (``sampler.recluster_every``: a barrier of the training context). ``membership``: soft membership's
+        (member_ids, member_weights), the same on every rank (not published: every rank is given them).
+        Returns the version published (None on a rank without the actors)."""
+        if membership is not None:
+            self.sampler_params.update(member_ids=membership[0], member_weights=membership[1])
+        if self.service is None:
+            return None
+        p = self.inner.params
+        return self.service.rebuild(self.train, communities, p.alpha, p.smoothing, p.global_mix)
 
     def table_stats(self) -> dict[str, Any]:
         """The directory's and every group actor's stats (``TableDirectory.stats``), plus the draw mode."""

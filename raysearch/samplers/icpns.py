@@ -25,10 +25,18 @@ Extensions, off by default:
 - ``global_mix`` lam in [0, 1]: p(i | c) = (1 - lam) p_c(i) + lam p_g(i), a mixture of the normalised
   community distribution and the global one, p_g(i) proportional to (count(i) + s)^alpha (items with a
   positive weight). Drawn as a mixture of two alias tables (the global one is shared).
+- soft membership (``member_ids``, ``member_weights``, supplied by the pipeline for
+  ``sampler.membership=soft``): P(i | u) proportional to sum_j w_uj p_{c_j(u)}(i) for i not in P_u, over
+  the user's m nearest communities c_j(u) (the tables are still counted on the hard assignment). Drawn
+  by ``MembershipMixture``: one ``ExcludingTables`` a rank j of the mixture, the rank picked per row with
+  probability proportional to w_uj A_j(u) (A_j: the acceptance mass of table c_j(u) once P_u is cut
+  out), then a draw from that table with P_u rejected; that is exactly the mixture with P_u excluded,
+  O(1) a draw (m cut points, then the alias table).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -114,6 +122,85 @@ def community_tables(
     return tables, mixture_components(communities, global_mix)
 
 
+def membership_arrays(ids: Any, weights: Any, n_users: int) -> tuple[np.ndarray, np.ndarray]:
+    """Read-only (int64 (n_users, m) ids >= 0, float64 (n_users, m) weights >= 0, rows summing to 1) of a
+    soft membership; ConfigError naming the parameter else."""
+    ids, weights = np.asarray(ids), np.asarray(weights, dtype=np.float64)
+    require(ids.ndim == 2 and ids.shape[0] == n_users and ids.shape[1] >= 1, "member_ids",
+            f"must be (n_users={n_users}, m >= 1), got shape {ids.shape}")
+    require(ids.dtype.kind in "iu" and int(ids.min()) >= 0, "member_ids", "must hold community ids >= 0")
+    require(weights.shape == ids.shape, "member_weights", f"must have member_ids' shape {ids.shape}, got {weights.shape}")
+    require(bool(np.all(np.isfinite(weights)) and np.all(weights >= 0)
+                 and np.allclose(weights.sum(axis=1), 1.0)), "member_weights", "rows must be >= 0 and sum to 1")
+    ids, weights = ids.astype(np.int64), weights.copy()
+    ids.flags.writeable = weights.flags.writeable = False
+    return ids, weights
+
+
+class MembershipMixture:
+    """ICPNS's draws for soft membership: P(i | u) proportional to sum_j w_uj q_{c_j(u)}(i), i not in P_u,
+    q_c the community's distribution (global mix included), j over the m communities of the user.
+
+    Rank j of the mixture is an ``ExcludingTables`` whose table per user is c_j(u) (exact draws from
+    q_{c_j(u)} with P_u excluded, acceptance mass A_j(u)). A draw picks rank j with probability
+    w_uj A_j(u) / sum_k w_uk A_k(u), then draws from that rank: P(i | u) = sum_j w_uj q_j(i) / sum_k w_uk
+    A_k(u), the mixture with P_u cut out. A user whose ranks hold no mass outside P_u draws uniformly from
+    the non-positives (the official fallback). An id without a table (an empty top community) holds no
+    mass: it drops out of the user's mixture, as an empty table would.
+    """
+
+    def __init__(self, complement: Any, tables: RaggedAliasTable, ids: np.ndarray, weights: np.ndarray,
+                 global_mix: float, n_communities: int):
+        self.complement = complement
+        weights = np.where(ids < n_communities, weights, 0.0)
+        ids = np.where(ids < n_communities, ids, 0)
+        self.weights = weights
+        self.parts = [ExcludingTables(complement, tables, mixture_components(ids[:, j], global_mix, n_communities))
+                      for j in range(ids.shape[1])]
+        self.accept = np.stack([part.user_acceptance() for part in self.parts], axis=1)  # (n_users, m)
+        mass = weights * self.accept
+        self.total = mass.sum(axis=1)  # (n_users,): chance that one trial of the mixture is not a positive
+        cum = np.cumsum(mass, axis=1) / np.where(self.total > 0, self.total, 1.0)[:, None]
+        self.cuts = np.ascontiguousarray(cum[:, :-1])  # (n_users, m - 1): rank j when cuts[j-1] <= coin < cuts[j]
+        for a in (self.weights, self.accept, self.total, self.cuts):
+            a.flags.writeable = False
+
+    def user_acceptance(self) -> np.ndarray:
+        """float64 (n_users,): sum_j w_uj A_j(u)."""
+        return self.total
+
+    def draw(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """int64 (R,): one item per user (R,), from the user's mixture with its positives excluded."""
+        users = np.asarray(users, dtype=np.int64)
+        rank = (rng.random(users.size)[:, None] >= self.cuts[users]).sum(axis=1)
+        rank[self.total[users] <= 0] = -1  # no mass left outside P_u: uniform over the non-positives
+        out = np.empty(users.size, dtype=np.int64)
+        for j in range(-1, len(self.parts)):  # a loop over the mixture's ranks (a handful), not over rows
+            rows = np.flatnonzero(rank == j)
+            if rows.size:
+                draw = self.complement.uniform_exact if j < 0 else self.parts[j].draw
+                out[rows] = draw(users[rows], rng)
+        return out
+
+    def log_probability(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """float64 of ``items``' shape: log P(i | u) of ``draw`` for ``users`` broadcast against ``items``."""
+        items = np.asarray(items, dtype=np.int64)
+        rows = np.broadcast_to(np.asarray(users, dtype=np.int64), items.shape)
+        mass = np.zeros(items.shape, dtype=np.float64)
+        for j, part in enumerate(self.parts):
+            # q_j(i) = P_j(i | u) A_j(u) on the items a rank can draw (a rank without mass adds nothing)
+            with np.errstate(divide="ignore"):
+                q = np.exp(part.log_probability(rows, items)) * self.accept[rows, j]
+            mass += self.weights[rows, j] * q
+        total = self.total[rows]
+        with np.errstate(divide="ignore"):
+            out = np.log(mass) - np.log(np.where(total > 0, total, 1.0))
+        uniform = total <= 0
+        if uniform.any():
+            out[uniform] = -np.log(self.complement.n_free[rows[uniform]])
+        return out
+
+
 @register
 class ICPNS(Sampler):
     """In-community popularity negative sampling."""
@@ -127,6 +214,10 @@ class ICPNS(Sampler):
         alpha: float = 0.8  # smoothing exponent on the in-community counts
         smoothing: float = 0.0  # extension: additive term before the power (0 = official)
         global_mix: float = 0.0  # extension: weight of the global popularity^alpha distribution
+        # extension, supplied by the pipeline (sampler.membership=soft): int (n_users, m) communities of
+        # each user's mixture and float (n_users, m) their weights (rows sum to 1); None: hard membership
+        member_ids: Any = None
+        member_weights: Any = None
 
         def __post_init__(self) -> None:
             require(
@@ -140,6 +231,12 @@ class ICPNS(Sampler):
                 f"must be >= 0, got {self.smoothing}",
             )
             require(0.0 <= self.global_mix <= 1.0, "global_mix", f"must be in [0, 1], got {self.global_mix}")
+            require((self.member_ids is None) == (self.member_weights is None), "member_weights",
+                    "soft membership needs both member_ids and member_weights")
+            if self.member_ids is not None:
+                ids, weights = membership_arrays(self.member_ids, self.member_weights, self.communities.size)
+                object.__setattr__(self, "member_ids", ids)
+                object.__setattr__(self, "member_weights", weights)
 
     @classmethod
     def validate_params(cls, params: Any) -> Any:
@@ -153,6 +250,21 @@ class ICPNS(Sampler):
         """``tables``: prebuilt tables (``community_tables`` of the same split and parameters, e.g. rebuilt
         with ``RaggedAliasTable.from_arrays`` from the object store), used as they are instead of a build."""
         super().__init__(train, params, **kwargs)
+        self._bind(tables)
+
+    def use_communities(self, communities: Any, membership: tuple[Any, Any] | None = None) -> None:
+        """Draw from the int (n_users,) assignment ``communities`` (and, for soft membership, ``membership``
+        = (member_ids, member_weights)) from now on: the tables are rebuilt from the training split and
+        swapped in (the old ones are left as they were), so that the draws that follow are exactly those of
+        ``ICPNS(train, {**params, "communities": communities, ...})`` given the same generator.
+        (``sampler.recluster_every``: the communities follow the model during fine-tuning.)"""
+        ids, weights = membership if membership is not None else (None, None)
+        self.params = dataclasses.replace(self.params, communities=community_ids(communities), member_ids=ids,
+                                          member_weights=weights)
+        self._bind(None)
+
+    def _bind(self, tables: RaggedAliasTable | None) -> None:
+        """Tables (built here unless given) and the excluding sampler of ``self.params.communities``."""
         communities = self.params.communities
         if communities.size != self.n_users:
             raise ConfigError(
@@ -176,7 +288,11 @@ class ICPNS(Sampler):
                                   f"range for {self.n_items} items")
             components = mixture_components(communities, p.global_mix)
         self.tables = tables
-        self.excluding = ExcludingTables(self.complement, self.tables, components)
+        if p.member_ids is None:
+            self.excluding = ExcludingTables(self.complement, self.tables, components)
+        else:
+            self.excluding = MembershipMixture(self.complement, self.tables, p.member_ids, p.member_weights,
+                                               p.global_mix, self.n_communities)
 
     # ----------------------------------------------------------------- dashboards
     @property

@@ -1,7 +1,8 @@
 """Pipelines: what ``raysearch train`` runs for a sampler, from a dataset to one test evaluation.
 
 Most samplers train in one stage. ICPNS runs two (pre-train with random negatives, cluster users on the
-best pre-trained model, fine-tune with in-community popularity negatives and a fresh optimiser); GDNS
+best pre-trained model, fine-tune with in-community popularity negatives and a fresh optimiser; beyond
+the paper, ``sampler.recluster_every`` re-clusters during fine-tuning, ``raysearch.train.recluster``); GDNS
 can add the false-negative analysis of its paper. Pipelines are registered by sampler name; each declares
 the keys it reads from the ``sampler`` config group, the rest go to ``make_sampler``.
 
@@ -12,6 +13,7 @@ at the very end; the result records the protocol, dataset fingerprint, seed and 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from raysearch.communities import cluster_users, community_summary
+from raysearch.communities import cluster_users, community_summary, kmeans, soft_membership
 from raysearch.config import RunConfig, from_mapping, require, to_plain, unknown_key_message
 from raysearch.data.dataset import Dataset
 from raysearch.data.interactions import Interactions
@@ -39,6 +41,7 @@ from raysearch.train.callbacks import RunCallback
 from raysearch.train.checkpoint import load_checkpoint
 from raysearch.train.context import TABLE_DRAWS, LocalContext, TableHosting, TrainingContext
 from raysearch.train.evaluator import Evaluator
+from raysearch.train.recluster import Reclustering, ReclusterParams
 from raysearch.train.rundir import RunDir, load_array, read_json
 from raysearch.train.trainer import StageOutcome, StageSpec, Trainer, validate_loss
 from raysearch.version import code_version
@@ -110,6 +113,11 @@ def run_single(trainer: Trainer, cfg: RunConfig, dataset: Dataset, params: NoPar
 
 
 # --------------------------------------------------------------------------- ICPNS
+# ICPNS's parameters the pipeline computes: the assignment and a soft membership's arrays
+ICPNS_SUPPLIES = frozenset({"communities", "member_ids", "member_weights"})
+MEMBERSHIPS = ("hard", "soft")  # ICPNS: a user draws from its community's table, or from a mixture of its nearest
+
+
 @dataclass(frozen=True)
 class IcpnsPipelineParams:
     """Keys of ``conf/sampler/icpns.yaml`` read by the pipeline (``alpha`` etc. go to the sampler)."""
@@ -126,9 +134,29 @@ class IcpnsPipelineParams:
     # worker builds its own tables. Ignored by one-process runs.
     table_actors: int = 1
     table_draws: str = "local"  # "local": workers draw from the shared tables; "remote": the actors draw
+    # Beyond the paper: re-cluster the users on the current model every this many fine-tuning epochs and
+    # draw from the new communities' tables (0: clustered once, frozen; see raysearch/train/recluster.py)
+    recluster_every: int = 0
+    recluster_warm_start: bool = True  # k-means from the previous centroids (ids stay comparable)
+    # Beyond the paper: "soft" draws a user's negatives from a mixture of the tables of its top_communities
+    # nearest centroids, weighted by a softmax over the negative distances / membership_temperature
+    membership: str = "hard"
+    top_communities: int = 2
+    membership_temperature: float = 1.0
 
     def __post_init__(self) -> None:
         require(self.n_communities >= 1, "sampler.n_communities", "must be >= 1")
+        require(self.recluster_every >= 0, "sampler.recluster_every",
+                f"must be >= 0 (0: communities frozen), got {self.recluster_every}")
+        require(self.membership in MEMBERSHIPS, "sampler.membership",
+                f"must be one of {', '.join(MEMBERSHIPS)}, got {self.membership!r}")
+        require(self.top_communities >= 1, "sampler.top_communities", f"must be >= 1, got {self.top_communities}")
+        require(self.membership != "soft" or self.top_communities <= self.n_communities, "sampler.top_communities",
+                f"must be <= sampler.n_communities ({self.n_communities}), got {self.top_communities}")
+        require(math.isfinite(self.membership_temperature) and self.membership_temperature > 0,
+                "sampler.membership_temperature", f"must be > 0, got {self.membership_temperature}")
+        require(self.membership != "soft" or self.table_draws == "local", "sampler.table_draws",
+                "remote draws serve hard communities only (sampler.membership=soft draws locally)")
         require(self.table_actors >= 0, "sampler.table_actors", f"must be >= 0, got {self.table_actors}")
         require(self.table_draws in TABLE_DRAWS, "sampler.table_draws",
                 f"must be one of {', '.join(TABLE_DRAWS)}, got {self.table_draws!r}")
@@ -158,27 +186,112 @@ def run_icpns(trainer: Trainer, cfg: RunConfig, dataset: Dataset, params: IcpnsP
         stages.append(trainer.fit(StageSpec("pretrain", rns, _or(params.pretrain_epochs, t.epochs), t.lr)))
     run_dir = trainer.run_dir
     path = run_dir.path / "communities.npy"
-    if path.exists():  # resumed: the assignment is frozen once computed
+    seed = _or(params.cluster_seed, t.seed)
+    adaptive, soft = params.recluster_every > 0, params.membership == "soft"
+    membership = None
+    if adaptive or soft:
+        communities, centroids = initial_communities(trainer, params.n_communities, seed)
+        if soft:
+            membership = initial_membership(trainer, centroids, params)
+            sampler_params = {**sampler_params, "member_ids": membership[0], "member_weights": membership[1]}
+    elif path.exists():  # resumed: the assignment is frozen once computed
         communities = load_array(path)
     else:
-        seed = _or(params.cluster_seed, t.seed)
         communities = cluster_users(trainer.model.user_representations(), params.n_communities, seed)
         communities = np.asarray(trainer.context.broadcast_object(communities))
         if trainer.context.is_main:
             np.save(path, communities)
     summary = community_summary(dataset.train, communities)
+    if soft:
+        summary["membership"] = membership_summary(membership)
     run_dir.write_json("communities.json", summary)
     # On Ray workers the context may host the tables (actors, object store) instead of building them here.
     sampler = trainer.context.build_sampler("icpns", dataset.train, {**sampler_params, "communities": communities},
                                             TableHosting(params.table_actors, params.table_draws))
+    if adaptive:
+        sampler = Reclustering(sampler, trainer.model, trainer.context,
+                               ReclusterParams(params.recluster_every, params.recluster_warm_start, seed,
+                                               params.top_communities if soft else None,
+                                               params.membership_temperature),
+                               communities, centroids, membership)
+        if trainer.context.is_main:  # communities.json follows the refreshes (an interrupted run's file too)
+            sampler.on_refresh.append(
+                lambda record: run_dir.write_json("communities.json", reclustered_summary(dataset.train, sampler)))
     lr = _or(params.finetune_lr, t.lr)
+    finished = (run_dir.stage_dir("finetune") / "done.json").exists()
     # A fresh optimiser: Trainer.fit builds one per stage (the official code re-creates Adam).
     stages.append(trainer.fit(StageSpec("finetune", sampler, _or(params.finetune_epochs, t.epochs), lr,
                                         params.finetune_patience)))
+    if adaptive:
+        if finished:  # resumed after fine-tuning ended: the refreshes after the best epoch are in the last state
+            sampler.history = finished_history(trainer)
+        # The selected epoch's assignment (the best checkpoint's state) is the run's: summary and breakdowns.
+        communities = sampler.communities
+        summary = reclustered_summary(dataset.train, sampler)
+        run_dir.write_json("communities.json", summary)
     if hasattr(sampler, "table_stats") and trainer.context.is_main:  # hosted tables: the actors' figures
         extra["table_actors"] = sampler.table_stats()
-    return PipelineRun(stages, {**extra, "communities": summary, "sampler_params": _params_of(sampler),
+    params_of = {k: v for k, v in _params_of(sampler).items() if k not in ICPNS_SUPPLIES}
+    return PipelineRun(stages, {**extra, "communities": summary, "sampler_params": params_of,
                                 "community_assignment": communities})
+
+
+def initial_communities(trainer: Trainer, n_communities: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 (n_users,) assignment, float64 (K, d') centroids) that fine-tuning starts from when it
+    re-clusters: k-means on the pre-trained user representations (the frozen run's assignment, the same
+    call), computed on the main process and broadcast; saved (``communities.npy``, ``centroids.npy``) so
+    that a resumed run reads them back."""
+    paths = (trainer.run_dir.path / "communities.npy", trainer.run_dir.path / "centroids.npy")
+    if all(p.exists() for p in paths):
+        return load_array(paths[0]), load_array(paths[1])
+    reps = trainer.model.user_representations()  # every process: sharded tables gather collectively
+    found = kmeans(reps, n_communities, seed) if trainer.context.is_main else None
+    communities, centroids = trainer.context.broadcast_object(found)
+    if trainer.context.is_main:
+        np.save(paths[1], centroids)
+        np.save(paths[0], communities)
+    return np.asarray(communities), np.asarray(centroids)
+
+
+def initial_membership(trainer: Trainer, centroids: np.ndarray, params: IcpnsPipelineParams
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Soft membership of the pre-trained users (``communities.soft_membership`` with ``centroids``),
+    computed on the main process from the representations every process gathers, and broadcast."""
+    reps = trainer.model.user_representations()  # every process: sharded tables gather collectively
+    found = None
+    if trainer.context.is_main:
+        found = soft_membership(reps, centroids, params.top_communities, params.membership_temperature)
+    return trainer.context.broadcast_object(found)
+
+
+def membership_summary(membership: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
+    """Soft membership at a glance: the mixture size, the mean weight of each rank (nearest first) and
+    the users whose nearest community holds more than 90% of their weight."""
+    ids, weights = membership
+    return {"top_communities": int(ids.shape[1]), "mean_weights": weights.mean(axis=0).tolist(),
+            "users_mostly_nearest": int(np.count_nonzero(weights[:, 0] > 0.9))}
+
+
+def reclustered_summary(train: Interactions, sampler: Reclustering) -> dict[str, Any]:
+    """``communities.json`` of a run that re-clusters: ``community_summary`` of the sampler's current
+    assignment (at the end of the run, the selected epoch's) and its ``version``, then ``versions``, one
+    record a version (0: the pre-trained clustering; then each refresh: the fine-tuning epoch it is drawn
+    from on, sizes, users that changed community, adjusted Rand index, seconds of clustering and of tables,
+    the table version each process drew from), and the refreshes' seconds in all."""
+    seconds = sum((r.get("cluster_seconds") or 0.0) + (r.get("table_seconds") or 0.0) for r in sampler.history)
+    soft = {} if sampler.membership is None else {"membership": membership_summary(sampler.membership)}
+    return {**community_summary(train, sampler.communities), **soft, "version": sampler.version,
+            "versions": sampler.history, "refresh_seconds": seconds}
+
+
+def finished_history(trainer: Trainer) -> list[dict[str, Any]]:
+    """The refresh records in the fine-tuning stage's last checkpoint (every version of the stage)."""
+    last = trainer.run_dir.stage_dir("finetune") / trainer.context.checkpoint_name("last")
+    state = load_checkpoint(last, trainer.device, keys=("sampler",))["sampler"]
+    try:
+        return [dict(r) for r in state["history"]]
+    except (KeyError, TypeError, ValueError):
+        raise RunStateError("not a re-clustering ICPNS checkpoint (no refresh records)", where=str(last)) from None
 
 
 def pretrained_weights(source: str | Path) -> Path:
@@ -334,7 +447,7 @@ PIPELINES.register("default")(Pipeline(NoParams, run_single))
 PIPELINES.register("icpns")(Pipeline(
     IcpnsPipelineParams, run_icpns, output_stage="finetune", output_epochs=icpns_finetune_epochs,
     check=check_icpns,
-    supplies=frozenset({"communities"}),
+    supplies=ICPNS_SUPPLIES,
     shared_first_stage=SharedFirstStage(
         overrides=icpns_pretraining_overrides, source_key="sampler.pretrained_from",
         # stage 1 (RNS) reads no ICPNS key but these two
