@@ -113,7 +113,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         study = start_study(args.overrides, args.out, args.tracking_uri, experiment=args.experiment)
     print(f"study directory: {study.path}  (MLflow: {study.tracking_uri}, experiment {study.experiment})")
     try:
-        run_study(study, data_dir=args.data_dir, cache_dir=args.cache_dir)
+        run_study(study, data_dir=args.data_dir, cache_dir=args.cache_dir, verbose=args.verbose)
     except KeyboardInterrupt:
         print(f"raysearch: study interrupted; continue it with: raysearch tune --resume {study.path}",
               file=sys.stderr)
@@ -240,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", help="MLflow experiment to log into (default: <search>-<study dir>); studies "
                    "sharing one are compared in one report")
     p.add_argument("--resume", metavar="DIR", help="continue an interrupted study")
+    p.add_argument("--verbose", action="store_true", help="also show Ray's, Tune's and MLflow's own output")
     p.set_defaults(func=_cmd_tune)
 
     p = sub.add_parser("ui", help="open the MLflow UI on 127.0.0.1 to compare runs side by side")

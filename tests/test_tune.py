@@ -186,11 +186,21 @@ def test_asha_does_not_stop_icpns_trials_while_they_pre_train(ray_session, tmp_p
     study = start_study(["search=compare", "search.only=[icpns]", "search.num_samples=4",
                          "search.max_concurrent=1", "search.grace_period=1", "search.final_seeds=1",
                          "trainer.threads=1", *BASE], tmp_path / "study", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    summary = run_study(study, report=lambda *_: None)
+    lines: list[str] = []
+    summary = run_study(study, report=lines.append)
     trials = summary["trials"]["icpns"]
     assert len(trials) == 4
     assert all(t["best"] is not None for t in trials), trials  # every trial reached fine-tuning
     assert all(t["epochs"] > 3 for t in trials)  # 3 pre-training epochs, then at least one fine-tuning one
+    # one line per finished trial, in order, with its parameters, best validation, epochs and the time left
+    progress = [line for line in lines if line.startswith("[icpns ")]
+    assert [line.split("]")[0] for line in progress] == [f"[icpns {k}/4" for k in range(1, 5)], lines
+    best = sorted(round(t["best"], 4) for t in trials)
+    shown = sorted(float(line.split("valid ndcg@10 ")[1].split()[0]) for line in progress)
+    assert shown == best
+    assert all("lr=" in line and "epochs" in line for line in progress)
+    assert all("left" in line for line in progress[:3]) and "left" not in progress[3]
+    assert any(line.startswith("[final 1/1]  icpns seed=") for line in lines), lines
 
 
 def test_study_significance_pairs_users_over_the_final_seeds(tmp_path):
@@ -301,3 +311,18 @@ def test_summary_shows_a_spread_only_over_several_final_runs():
 
     assert "test/ndcg@10 0.2500  (2 trials" in summary(1) and "±" not in summary(1)
     assert "test/ndcg@10 0.2500±0.0125" in summary(3)
+
+
+def test_a_trial_line_shows_its_parameters_best_epochs_and_the_time_left():
+    from raysearch.tune.progress import TrialProgress, format_seconds
+
+    now = [100.0]
+    progress = TrialProgress("icpns", 4, "valid/ndcg@10", ["sampler.alpha", "sampler.n_communities"],
+                             clock=lambda: now[0])
+    now[0] = 130.0  # the first trial ends after 30 s: 3 more at that pace, 90 s
+    first = progress.line({"sampler.alpha": 0.0212345, "sampler.n_communities": 4, "_base": []},
+                          {"epochs_done": 7, "time_total_s": 29.6}, 0.10119, failed=False)
+    assert first == "[icpns 1/4]  alpha=0.02123 n_communities=4  valid ndcg@10 0.1012  7 epochs  30 s  | 30 s, ~1 min 30 s left"
+    now[0] = 220.0
+    assert progress.line({"sampler.alpha": 0.5}, {}, None, failed=True).endswith("FAILED  | 2 min 00 s, ~2 min 00 s left")
+    assert format_seconds(3725) == "1 h 02 min" and format_seconds(-3) == "0 s"

@@ -4,6 +4,7 @@ of a pipeline that has one, and the final runs of the selected configurations.""
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ from raysearch.config import build_run_config, config_tree, expand_experiments, 
 from raysearch.errors import ConfigError, RunStateError
 from raysearch.train.rundir import RunDir, read_json, write_json_atomic
 from raysearch.tune.callbacks import TrialsRunning, mlflow_callback
+from raysearch.tune.progress import TrialProgress, quiet_ray_and_mlflow
 from raysearch.tune.selection import _best_trial, _metric_key, _summarise, format_summary
 from raysearch.tune.space import SearchConfig, SearchOptions, Study, load_search
 from raysearch.tune.trial import run_trial
@@ -101,14 +103,18 @@ def _stamp() -> str:
 
 
 def run_study(study: Study, data_dir: str | None = None, cache_dir: str | None = None,
-              report=print) -> dict[str, Any]:
-    """Search every sampler, re-train each selection on the final seeds (test once each), summarise."""
+              report=print, verbose: bool = False) -> dict[str, Any]:
+    """Search every sampler, re-train each selection on the final seeds (test once each), summarise.
+    ``report`` gets the study's own lines (one per finished trial among them); ``verbose`` keeps Ray's,
+    Tune's and MLflow's console output too."""
     import ray
 
     from raysearch.distributed.local_ray import init_ray
     from raysearch.tracking import ensure_experiment
 
     os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
+    if not verbose:
+        quiet_ray_and_mlflow()
     init_ray()  # RAY_ADDRESS's cluster, else a fresh local one on loopback only
     ensure_experiment(study.tracking_uri, study.experiment)
     # Ctrl-C must interrupt the study (KeyboardInterrupt; Tune's saved state keeps running trials as
@@ -182,15 +188,17 @@ def _search(study: Study, sampler: str, fixed: list[str], settings: dict, concur
     trainable = tune.with_resources(tune.with_parameters(run_trial, settings=settings),
                                     {"cpu": settings["threads"]})
     path = study.tune_dir / name
+    grid = study.search.options.algorithm == "grid"
+    total = math.prod(len(d.grid) for d in space.values()) if grid else study.search.options.num_samples
     callbacks = [mlflow_callback(study.tracking_uri, study.experiment, study.path.name, "search", settings),
-                 TrialsRunning(study.path.name)]
+                 TrialsRunning(study.path.name), TrialProgress(sampler, total, metric, list(space), report=report)]
     if tune.Tuner.can_restore(str(path)):
         report(f"[{sampler}] resuming the search in {path}")
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
         report(f"[{sampler}] searching {', '.join(space) or '(no parameters)'}: "
                f"{study.search.options.num_samples} trials, {concurrency} at a time")
-        if study.search.options.algorithm == "grid":
+        if grid:
             param_space.update({k: tune.grid_search(list(d.grid)) for k, d in space.items()})
             search_alg, num_samples = None, 1
             if any(not d.grid for d in space.values()):
@@ -213,8 +221,8 @@ def _search(study: Study, sampler: str, fixed: list[str], settings: dict, concur
             run_config=tune.RunConfig(name=name, storage_path=str(study.tune_dir.resolve()), verbose=0,
                                       callbacks=callbacks),
         )
-    grid = tuner.fit()
-    return _best_trial(grid, metric, space, sampler, fixed)
+    results = tuner.fit()
+    return _best_trial(results, metric, space, sampler, fixed)
 
 
 def _trial_dirname(trial) -> str:
@@ -264,8 +272,13 @@ def _final_runs(study: Study, selections: dict, settings: dict, concurrency: int
     path = study.tune_dir / "final"
     trainable = tune.with_resources(tune.with_parameters(run_trial, settings=settings),
                                     {"cpu": settings["threads"]})
+    def describe(config: dict[str, Any]) -> str:
+        run = configs[config["_final_index"]]
+        return f"{run['_sampler']} {run['_fixed'][-1].split('.', 1)[-1]}"
+
     callbacks = [mlflow_callback(study.tracking_uri, study.experiment, study.path.name, "final", settings),
-                 TrialsRunning(study.path.name)]
+                 TrialsRunning(study.path.name),
+                 TrialProgress("final", len(configs), _metric_key(study), describe=describe, report=report)]
     report(f"final: the selected configuration of each sampler on seeds {seeds} (test evaluated once per run)")
     if tune.Tuner.can_restore(str(path)):
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
