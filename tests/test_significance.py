@@ -101,3 +101,28 @@ def test_per_user_file_round_trip(tmp_path):
     np.savez(tmp_path / "other.npz", x=np.zeros(2))
     with pytest.raises(ValueError, match="no 'users' array"):
         load_per_user(tmp_path / "other.npz")
+
+
+def test_holm_adjustment_by_hand():
+    from raysearch.evaluation.significance import holm_adjusted
+
+    # m = 4, sorted p: .01 .02 .03 .04 -> 4x.01=.04, 3x.02=.06, 2x.03=.06, 1x.04=.04 -> running max .04 .06 .06 .06
+    got = holm_adjusted([0.03, 0.01, 0.04, 0.02])
+    np.testing.assert_allclose(got, [0.06, 0.04, 0.06, 0.06])
+    np.testing.assert_allclose(holm_adjusted([0.5, 0.6]), [1.0, 1.0])
+
+
+def test_verdict_names_the_best_and_who_is_indistinguishable_from_it():
+    from raysearch.evaluation.significance import verdict
+
+    rng = np.random.default_rng(11)
+    users = np.arange(400)
+    base = rng.random(400)
+    runs = {"best": [(users, base + 0.30)], "tied": [(users, base + 0.30 + rng.normal(0, 0.05, 400))],
+            "worse": [(users, base + rng.normal(0, 0.05, 400))]}
+    found = verdict(runs, "test/ndcg@10")
+    assert found.best in ("best", "tied") and found.correction == "Holm"
+    other = "tied" if found.best == "best" else "best"
+    assert found.tied == (other,) and found.worse == ("worse",)
+    assert [t["sampler"] for t in found.tests] == [other, "worse"]  # by mean, highest first
+    assert verdict({"only": [(users, base)]}, "test/ndcg@10") is None

@@ -217,11 +217,20 @@ def test_study_significance_pairs_users_over_the_final_seeds(tmp_path):
         (path / "run").mkdir(parents=True)
         save_per_user(EvalResult(users, {"ndcg@10": v}, {"protocol": "full"}), path / "run" / "test_per_user.npz")
         finals.append({"sampler": sampler, "path": str(path)})
-    (test,) = _significance(finals, "ndcg@10")  # no GDNS in the study: one test
+    found = _significance(finals, "ndcg@10")
+    (test,) = found["significance"]  # no GDNS in the study: one test
     icpns = (values["icpns", 0] + values["icpns", 1]) / 2
     assert test["a"] == "dns" and test["b"] == "icpns" and test["n_users"] == 40
     assert test["diff"] == pytest.approx((icpns - values["dns", 0]).mean())
     assert test["p_t"] == pytest.approx(stats.ttest_rel(icpns, values["dns", 0]).pvalue)
+    # the verdict: dns is best; rns and icpns each against it, Holm over the two comparisons
+    rns = (values["rns", 0] + values["rns", 1]) / 2
+    verdict = found["verdict"]
+    assert verdict["best"] == "dns" and verdict["correction"] == "Holm"
+    p = sorted([stats.ttest_rel(rns, values["dns", 0]).pvalue, stats.ttest_rel(icpns, values["dns", 0]).pvalue])
+    holm = [min(1, 2 * p[0]), max(min(1, 2 * p[0]), min(1, p[1]))]
+    assert sorted(t["p_holm"] for t in verdict["tests"]) == pytest.approx(holm)
+    assert set(verdict["tied"]) | set(verdict["worse"]) == {"rns", "icpns"}
 
 
 @pytest.mark.ray
@@ -234,6 +243,8 @@ def test_tiny_study_end_to_end_is_tracked_and_leak_free(ray_session, tmp_path):
     assert row["sampler"] == "icpns" and row["trials"] == 4 and row["final_runs"] == 1
     assert 0 < row["search_best_valid"] <= 1
     assert (tmp_path / "study" / "summary.csv").exists()
+    page = (tmp_path / "study" / "report.html").read_text()  # the study writes its own report
+    assert study.experiment in page and "icpns" in page
 
     client = mlflow.MlflowClient(f"sqlite:///{db}")
     runs = client.search_runs([client.get_experiment_by_name(study.experiment).experiment_id])

@@ -120,6 +120,59 @@ def paper_samplers_against_best(per_run: Mapping[str, Sequence[PerUser]], metric
             for target in PAPER_SAMPLERS if target in per_sampler and len(per_sampler) > 1]
 
 
+def holm_adjusted(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment of ``m`` p-values (family-wise error control, no independence assumed):
+    the i-th smallest becomes max over j <= i of min(1, (m - j + 1) p_(j)); returned in the input order."""
+    p = np.asarray(p_values, dtype=np.float64)
+    order = np.argsort(p, kind="stable")
+    m = p.size
+    stepped = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    adjusted = np.empty(m)
+    adjusted[order] = np.maximum.accumulate(stepped)
+    return adjusted
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Which sampler is best on ``metric`` (highest mean over users) and which others cannot be told apart
+    from it: each other sampler's paired t-test against the best, Holm-adjusted over the comparisons,
+    ``tied`` when the adjusted p is at least ``alpha``."""
+
+    metric: str
+    best: str
+    best_mean: float
+    alpha: float
+    tied: tuple[str, ...]
+    worse: tuple[str, ...]
+    tests: tuple[dict[str, Any], ...]  # per other sampler: sampler, mean, diff, p_t, p_holm
+
+    correction = "Holm"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "tied": list(self.tied), "worse": list(self.worse), "tests": list(self.tests),
+                "correction": self.correction}
+
+
+def verdict(per_run: Mapping[str, Sequence[PerUser]], metric: str, alpha: float = 0.05) -> Verdict | None:
+    """The study's verdict (see ``Verdict``) from each sampler's runs' per-user values (averaged over its
+    runs first); None with fewer than two samplers."""
+    per_sampler = {sampler: mean_over_seeds(runs) for sampler, runs in per_run.items() if runs}
+    if len(per_sampler) < 2:
+        return None
+    means = {name: float(np.mean(values)) for name, (_, values) in per_sampler.items()}
+    best = max(sorted(means), key=means.__getitem__)
+    others = [name for name in sorted(per_sampler) if name != best]
+    tests = [paired_test(per_sampler[best], per_sampler[name], metric, name_a=best, name_b=name) for name in others]
+    adjusted = holm_adjusted([t.p_t for t in tests])
+    rows = tuple({"sampler": t.b, "mean": t.mean_b, "diff": t.diff, "p_t": t.p_t, "p_holm": float(p)}
+                 for t, p in zip(tests, adjusted, strict=True))
+    order = sorted(rows, key=lambda r: -r["mean"])
+    return Verdict(metric=metric, best=best, best_mean=means[best], alpha=alpha,
+                   tied=tuple(r["sampler"] for r in order if r["p_holm"] >= alpha),
+                   worse=tuple(r["sampler"] for r in order if r["p_holm"] < alpha),
+                   tests=tuple(order))
+
+
 def probability_below(a: np.ndarray, b: np.ndarray) -> float:
     """P(x < y) + P(x = y) / 2 for x from ``a`` and y from ``b`` drawn independently (the Mann-Whitney
     statistic over n_a n_b; 0.5 when the two cannot be told apart); NaN when either is empty."""

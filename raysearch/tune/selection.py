@@ -73,7 +73,7 @@ def _summarise(study: Study, selections: dict, finals: list[dict]) -> dict:
         rows.append(row)
     summary = {"study": study.path.name, "metric": metric, "base": study.base,
                "mlflow": {"tracking_uri": study.tracking_uri, "experiment": study.experiment},
-               "rows": rows, "significance": _significance(finals, metric.removeprefix(METRIC_PREFIX)),
+               "rows": rows, **_significance(finals, metric.removeprefix(METRIC_PREFIX)),
                "trials": {s: sel["trials"] for s, sel in selections.items()}}
     write_json_atomic(study.path / "summary.json", summary)
     keys = ["sampler", "search_best_valid", "params", "trials", "trial_epochs", "final_runs"]
@@ -86,20 +86,33 @@ def _summarise(study: Study, selections: dict, finals: list[dict]) -> dict:
     return summary
 
 
-def _significance(finals: list[dict], metric: str) -> list[dict]:
-    """ICPNS and GDNS (when in the study) against the best other sampler: paired tests over test users on
-    the selection metric, each sampler's per-user values averaged over its final seeds."""
+def _significance(finals: list[dict], metric: str) -> dict[str, Any]:
+    """Paired tests over test users on the selection metric, each sampler's per-user values averaged over
+    its final seeds: ``significance``, ICPNS and GDNS (when in the study) against the best other sampler;
+    ``verdict``, the best sampler and which others are indistinguishable from it (Holm-adjusted)."""
     from raysearch.evaluation import PER_USER_FILE, load_per_user
-    from raysearch.evaluation.significance import paper_samplers_against_best
+    from raysearch.evaluation.significance import paper_samplers_against_best, verdict
 
     per_run: dict[str, list] = {}
     for run in finals:
         path = Path(run["path"]) / "run" / PER_USER_FILE
         if not path.exists():  # a run from before per-user values were kept
-            return []
+            return {"significance": [], "verdict": None}
         users, values = load_per_user(path)
         per_run.setdefault(run["sampler"], []).append((users, values[metric]))
-    return [test.to_dict() for test in paper_samplers_against_best(per_run, "test/" + metric)]
+    found = verdict(per_run, "test/" + metric)
+    return {"significance": [test.to_dict() for test in paper_samplers_against_best(per_run, "test/" + metric)],
+            "verdict": found.to_dict() if found is not None else None}
+
+
+def format_verdict(found: dict) -> str:
+    """``verdict on test/ndcg@10: rns is best (0.0943); indistinguishable from it: dns, icpns; below it: ...``"""
+    p = {t["sampler"]: t["p_holm"] for t in found["tests"]}
+    tied = ", ".join(f"{s} (p={p[s]:.2g})" for s in found["tied"]) or "none"
+    worse = ", ".join(f"{s} (p={p[s]:.2g})" for s in found["worse"]) or "none"
+    return (f"verdict on {found['metric']}: {found['best']} is best ({found['best_mean']:.4f}); "
+            f"indistinguishable from it: {tied}; below it: {worse}  (paired t-tests over test users against "
+            f"the best, {found['correction']}-adjusted, alpha {found['alpha']:g})")
 
 
 def format_summary(summary: dict) -> str:
@@ -120,6 +133,8 @@ def format_summary(summary: dict) -> str:
                      f"{test['mean_b']:.4f} vs {test['mean_a']:.4f}, diff {test['diff']:+.4f} "
                      f"(95% CI {test['ci95'][0]:+.4f} to {test['ci95'][1]:+.4f}), paired t p = {test['p_t']:.3g}, "
                      f"Wilcoxon p = {test['p_wilcoxon']:.3g}, {test['n_users']} users")
+    if summary.get("verdict"):
+        lines.append("  " + format_verdict(summary["verdict"]))
     return "\n".join(lines)
 
 

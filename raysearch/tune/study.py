@@ -143,7 +143,15 @@ def run_study(study: Study, data_dir: str | None = None, cache_dir: str | None =
     finals = _final_runs(study, selections, settings, concurrency, report)
     summary = _summarise(study, selections, finals)
     report(format_summary(summary))
+    report(f"report: {_write_report(study)}  (open it in a browser; it needs no network)")
     return summary
+
+
+def _write_report(study: Study) -> Path:
+    """The study's HTML report (``report.html`` in its directory), from what MLflow holds of it."""
+    from raysearch.report import build_report
+
+    return build_report(study.experiment, out=study.path / "report.html", tracking_uri=study.tracking_uri)
 
 
 def _abs(path: str | None) -> str | None:
