@@ -179,7 +179,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 BENCHES = {"samplers": "samplers", "scoring": "scoring", "eval": "evaluation", "scale": "scale",
-           "tables": "tables"}
+           "tables": "tables", "steps": "steps"}
 
 
 # --------------------------------------------------------------------------- parser
@@ -279,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_report)
 
     bench = sub.add_parser("bench", help="measure speed (samplers, dynamic samplers' scoring, evaluation, "
-                                         "distributed scale, table actors)")
+                                         "distributed scale, table actors, training steps by optimiser)")
     bench.add_argument("what", choices=sorted(BENCHES), help="what to measure")
     _add_common(bench)
     bench.add_argument("--quick", action="store_true", help="a smaller, faster run")

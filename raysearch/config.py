@@ -278,7 +278,7 @@ class TrainerConfig:
     epochs: int = 50
     batch_size: int = 2048
     lr: float = 1e-3
-    optimizer: Literal["adam", "adagrad", "sgd"] = "adam"
+    optimizer: Literal["adam", "adagrad", "sgd", "sparse_adam", "rowwise_adagrad"] = "adam"  # raysearch.train.optimisers
     reg: float = 1e-4  # L2 on the batch's layer-0 embeddings
     loss: str = "auto"  # a name in raysearch.losses.LOSSES, or auto: group_hinge for GDNS, else bpr
     margin: float = 1.0

@@ -539,6 +539,12 @@ def csv_folder_without_a_csv(w):
     return argv, ["dataset 'custom' (csv) not found", f"looked in: {folder}", "--data-dir"]
 
 
+@case
+def row_sparse_optimiser_on_a_graph_model(w):
+    return w.train("model=lightgcn", "trainer.optimizer=sparse_adam"), [
+        "trainer.optimizer: sparse_adam updates only the table rows a step looks up, but model 'lightgcn'"]
+
+
 # --------------------------------------------------------------------------- splits without held-out users
 @case
 def split_without_validation_users(w):

@@ -11,6 +11,8 @@ Two access paths, both differentiable:
   their owners with one ``all_to_all`` (ids) and the rows come back with a second one; the backward pass
   returns each row's gradient to its owner with one ``all_to_all`` and accumulates it there.
   Communication per call: 8 bytes per distinct id and ``4 * dim`` bytes per distinct row, each way.
+  With ``sparse_grad`` (row-sparse optimisers) the owner's gradient is a sparse COO tensor of the rows
+  any rank looked up (``row_sparse_gradient``), so its optimiser updates only its rows the step touched.
 * ``user_table()`` / ``item_table()`` / ``gather_nodes(rows)`` (full ranking, clustering, and graph
   propagation): the shards are ``all_gather``-ed into the whole table; the backward pass is a
   ``reduce_scatter`` (every rank's gradient summed, each owner keeping its rows).
@@ -37,7 +39,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from raysearch.models.embeddings import EmbeddingTables
+from raysearch.models.embeddings import EmbeddingTables, row_sparse_gradient
 
 
 def local_rows(n: int, rank: int, world: int) -> int:
@@ -68,7 +70,8 @@ class _FetchRows(torch.autograd.Function):
     """Rows of a sharded table by global id: forward two all_to_all's, backward one."""
 
     @staticmethod
-    def forward(ctx, weight: Tensor, ids: Tensor, world: int, stats: CommStats) -> Tensor:  # noqa: D102
+    def forward(ctx, weight: Tensor, ids: Tensor, world: int, stats: CommStats,  # noqa: D102
+                sparse_grad: bool = False) -> Tensor:
         uniq, inverse = torch.unique(ids, return_inverse=True)
         owner = uniq % world
         order = torch.argsort(owner, stable=True)
@@ -95,6 +98,7 @@ class _FetchRows(torch.autograd.Function):
         ctx.shape = weight.shape
         ctx.n_uniq = uniq.numel()
         ctx.stats = stats
+        ctx.sparse_grad = sparse_grad
         return uniq_rows[inverse]
 
     @staticmethod
@@ -107,9 +111,11 @@ class _FetchRows(torch.autograd.Function):
         dist.all_to_all_single(received, grad_uniq[order].contiguous(), recv_split, send_split)
         rank = dist.get_rank()
         ctx.stats.add(grad.shape[-1] * grad.element_size() * (ctx.n_uniq - send_split[rank]))
+        if ctx.sparse_grad:  # several ranks may have asked for the same row: summed per row
+            return row_sparse_gradient(local_index, received, ctx.shape), None, None, None, None
         grad_weight = torch.zeros(ctx.shape, dtype=grad.dtype)
         grad_weight.index_add_(0, local_index, received)
-        return grad_weight, None, None, None
+        return grad_weight, None, None, None, None
 
 
 class _GatherTable(torch.autograd.Function):
@@ -157,10 +163,12 @@ class ShardedEmbeddings(EmbeddingTables):
         self.stats = CommStats()
 
     def users(self, ids: Tensor) -> Tensor:
-        return _FetchRows.apply(self.user_weight, ids.reshape(-1), self.world, self.stats).view(*ids.shape, -1)
+        return _FetchRows.apply(self.user_weight, ids.reshape(-1), self.world, self.stats,
+                                self.sparse_grad).view(*ids.shape, -1)
 
     def items(self, ids: Tensor) -> Tensor:
-        return _FetchRows.apply(self.item_weight, ids.reshape(-1), self.world, self.stats).view(*ids.shape, -1)
+        return _FetchRows.apply(self.item_weight, ids.reshape(-1), self.world, self.stats,
+                                self.sparse_grad).view(*ids.shape, -1)
 
     def user_table(self) -> Tensor:
         return _GatherTable.apply(self.user_weight, self.n_users, self.world, self.stats)

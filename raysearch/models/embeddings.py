@@ -4,6 +4,13 @@ Models never touch ``nn.Embedding`` directly: they ask ``tables.users(ids)`` / `
 rows and ``tables.user_table()`` / ``tables.item_table()`` for whole tables (graph propagation, full
 ranking). ``DenseEmbeddings`` keeps both tables in this process; the distributed package provides a
 row-sharded implementation with the same interface.
+
+Row-sparse gradients (``sparse_grad = True``, set by the trainer for ``trainer.optimizer=sparse_adam`` or
+``rowwise_adagrad``): a lookup by id then gives its table a gradient that holds only the looked-up rows,
+a coalesced sparse COO tensor (``row_sparse_gradient``), instead of a whole-table dense one, so that
+backward and the optimiser's step cost O(rows a step touches), not O(rows of the table). Whole tables
+(``user_table()``, ``local_nodes()``) keep dense gradients: a model that reads them in training is not
+row-sparse (the trainer refuses those optimisers for models that propagate).
 """
 
 from __future__ import annotations
@@ -15,12 +22,45 @@ import torch
 from torch import Tensor, nn
 
 
+def row_sparse_gradient(ids: Tensor, grad: Tensor, shape: torch.Size) -> Tensor:
+    """The gradient of a table of ``shape`` (n, d) w.r.t. its rows looked up at ``ids`` (m,), given the
+    gradient ``grad`` (m, d) of those rows: a coalesced sparse COO tensor with one row per distinct id
+    (sorted), the rows of repeated ids summed."""
+    rows, inverse = torch.unique(ids, return_inverse=True)
+    values = grad.new_zeros(rows.numel(), grad.shape[-1]).index_add_(0, inverse, grad)
+    return torch.sparse_coo_tensor(rows.unsqueeze(0), values, shape, is_coalesced=True, check_invariants=False)
+
+
+class _RowLookup(torch.autograd.Function):
+    """``weight[ids]`` for 1-d ``ids`` whose backward is ``row_sparse_gradient`` (not a dense (n, d) tensor)."""
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, ids: Tensor) -> Tensor:  # noqa: D102
+        ctx.save_for_backward(ids)
+        ctx.shape = weight.shape
+        return weight.index_select(0, ids)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # noqa: D102
+        (ids,) = ctx.saved_tensors
+        return row_sparse_gradient(ids, grad.contiguous(), ctx.shape), None
+
+
+def lookup_rows(weight: Tensor, ids: Tensor, sparse_grad: bool) -> Tensor:
+    """``weight``'s rows at ``ids`` (any shape): ids.shape + (d,); ``sparse_grad``: a row-sparse gradient."""
+    if not sparse_grad:
+        return weight[ids]
+    return _RowLookup.apply(weight, ids.reshape(-1)).view(*ids.shape, weight.shape[1])
+
+
 class EmbeddingTables(nn.Module):
     """Interface: user/item rows by id and whole tables, (n, dim) float32."""
 
     n_users: int
     n_items: int
     dim: int
+    # Lookups by id give the tables row-sparse gradients (sparse COO, coalesced); whole tables stay dense.
+    sparse_grad: bool = False
 
     def users(self, ids: Tensor) -> Tensor:
         raise NotImplementedError
@@ -63,10 +103,10 @@ class DenseEmbeddings(EmbeddingTables):
         self.item_weight = nn.Parameter(torch.empty(n_items, dim))
 
     def users(self, ids: Tensor) -> Tensor:
-        return self.user_weight[ids]
+        return lookup_rows(self.user_weight, ids, self.sparse_grad)
 
     def items(self, ids: Tensor) -> Tensor:
-        return self.item_weight[ids]
+        return lookup_rows(self.item_weight, ids, self.sparse_grad)
 
     def user_table(self) -> Tensor:
         return self.user_weight

@@ -470,6 +470,9 @@ def validate_components(cfg: RunConfig) -> None:
 
     model_cls = MODELS.get(cfg.model.name)
     from_mapping(model_cls.Params, cfg.model.params, "model")
+    from raysearch.train.optimisers import check_row_sparse
+
+    check_row_sparse(cfg.trainer.optimizer, model_cls)
     if cfg.trainer.workers > 1 and model_cls.unshardable:
         raise ConfigError(f"trainer.workers: model {cfg.model.name!r} runs in one process only: "
                           f"{model_cls.unshardable}")

@@ -33,14 +33,8 @@ from raysearch.train.batches import pair_batches, pair_rows, user_batches
 from raysearch.train.checkpoint import load_checkpoint, save_checkpoint
 from raysearch.train.context import LocalContext, TrainingContext
 from raysearch.train.evaluator import Evaluator
+from raysearch.train.optimisers import make_optimiser
 from raysearch.train.rundir import CHECKPOINT_KEYS, RunDir, read_json, write_json_atomic
-
-OPTIMISERS = {
-    "adam": torch.optim.Adam,
-    "adagrad": torch.optim.Adagrad,
-    "sgd": torch.optim.SGD,
-}
-
 
 # The trainer's own bookkeeping saved with every checkpoint (plain scalars, lists and dicts).
 TRAINER_STATE_KEYS = ("best_metric", "best_epoch", "best_valid", "bad_evals", "epoch_seconds",
@@ -102,6 +96,19 @@ class StageOutcome:
                    epoch_seconds=d.get("epoch_seconds", []), sampling_seconds=d.get("sampling_seconds", []),
                    step_seconds=d.get("step_seconds", []), draws=d.get("draws", 0),
                    memory=d.get("memory_per_process", {}))
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """One training step: its (user, positive) rows (users, group-wise), negatives drawn, seconds spent
+    drawing them, the loss (a detached scalar tensor) and its parts by name ("ranking" and the model's and
+    sampler's own terms; detached scalars)."""
+
+    rows: int
+    draws: int
+    sampling_seconds: float
+    loss: torch.Tensor
+    terms: dict[str, torch.Tensor]
 
 
 def resolve_loss(cfg: TrainerConfig, sampler: Any) -> str:
@@ -171,8 +178,7 @@ class Trainer:
         # a layer-mixing sampler needs each propagation's per-layer representations
         self.model.keep_layers = bool(getattr(spec.sampler, "synthesises", False))
         spec.sampler.prepare(self.model, torch_seed(self.cfg.seed, spec.name, "sampler"))
-        parameters = [*self.model.parameters(), *spec.sampler.parameters()]
-        optimizer = OPTIMISERS[self.cfg.optimizer](parameters, lr=spec.lr)
+        optimizer = make_optimiser(self.cfg.optimizer, self.model, spec.sampler.parameters(), spec.lr)
         state = {"best_metric": -math.inf, "best_epoch": -1, "best_valid": {}, "bad_evals": 0,
                  "epoch_seconds": [], "sampling_seconds": [], "step_seconds": [], "draws": 0}
         start_epoch = 0
@@ -311,38 +317,16 @@ class Trainer:
         t_epoch = time.perf_counter()
         inner = tqdm(batches, total=n_steps, desc=f"epoch {epoch}", leave=False, unit="batch",
                      disable=not self.show_progress, dynamic_ncols=True)
-        model = self.model
         for rows_of_step in inner:
             t_step = time.perf_counter()
-            # Graph models propagate once per step; the sampler's scorer reuses those representations.
-            reps = model.propagate() if model.propagates else None
-            score_fn = model.frozen_scorer(reps) if sampler.dynamic and not sampler.synthesises else None
-            t_sample = time.perf_counter()
-            batch = self._draw(sampler, rows_of_step, loss.group_wise, rng, score_fn, reps)
-            sampling += time.perf_counter() - t_sample
-            draws += batch.size * batch.n_negatives
-
-            scores = model.batch_scores(batch, reps, cfg.reg)
-            log_q = None if batch.log_q is None else torch.as_tensor(
-                batch.log_q, dtype=scores.negative.dtype, device=scores.negative.device)
-            positive = scores.positive if loss.group_wise else scores.positive[:, 0]
-            ranking = loss.compute(positive, scores.negative, settings, log_q)
-            own_terms = {**scores.terms, **(batch.sampler_terms or {})}
-            total = ranking
-            for term in own_terms.values():
-                total = total + term
-            optimizer.zero_grad(set_to_none=True)
-            # Each process averages over its rows; the objective is the mean over processes, whose
-            # gradient for sharded rows is summed by the tables' collectives and for replicated
-            # parameters by context.reduce_gradients.
-            (total / self.context.world_size).backward()
-            self.context.reduce_gradients(model)
-            optimizer.step()
+            step = self.train_step(sampler, rows_of_step, optimizer, loss, settings, rng)
             steps += time.perf_counter() - t_step
-            loss_sum += float(total.detach()) * batch.size
-            for name, value in (("ranking", ranking), *own_terms.items()):  # summed on the device, read once
-                term_sums[name] = term_sums.get(name, 0.0) + value.detach().double() * batch.size
-            rows += batch.size
+            sampling += step.sampling_seconds
+            draws += step.draws
+            loss_sum += float(step.loss) * step.rows
+            for name, value in step.terms.items():  # summed on the device, read once
+                term_sums[name] = term_sums.get(name, 0.0) + value.double() * step.rows
+            rows += step.rows
         inner.close()
         if sampler.dynamic and not sampler.synthesises:  # synthesising samplers keep no epoch state
             sampler.end_epoch(epoch, self.model.frozen_scorer())
@@ -375,6 +359,39 @@ class Trainer:
         if epoch == 0 or "memory" not in state:
             state["memory"] = self._memory_per_process(optimizer)
         return record
+
+    def train_step(self, sampler: Any, rows_of_step: Any, optimizer: torch.optim.Optimizer, loss: Loss,
+                   settings: LossSettings, rng: np.random.Generator) -> StepOutcome:
+        """One step on ``rows_of_step`` ((users, positives) rows, or users for a group-wise loss): draw the
+        negatives, score the batch with the model, sum the ranking loss and the model's own terms,
+        backward, step."""
+        model = self.model
+        # Graph models propagate once per step; the sampler's scorer reuses those representations.
+        reps = model.propagate() if model.propagates else None
+        score_fn = model.frozen_scorer(reps) if sampler.dynamic and not sampler.synthesises else None
+        t_sample = time.perf_counter()
+        batch = self._draw(sampler, rows_of_step, loss.group_wise, rng, score_fn, reps)
+        sampling = time.perf_counter() - t_sample
+
+        scores = model.batch_scores(batch, reps, self.cfg.reg)
+        log_q = None if batch.log_q is None else torch.as_tensor(
+            batch.log_q, dtype=scores.negative.dtype, device=scores.negative.device)
+        positive = scores.positive if loss.group_wise else scores.positive[:, 0]
+        ranking = loss.compute(positive, scores.negative, settings, log_q)
+        own_terms = {**scores.terms, **(batch.sampler_terms or {})}
+        total = ranking
+        for term in own_terms.values():
+            total = total + term
+        optimizer.zero_grad(set_to_none=True)
+        # Each process averages over its rows; the objective is the mean over processes, whose
+        # gradient for sharded rows is summed by the tables' collectives and for replicated
+        # parameters by context.reduce_gradients.
+        (total / self.context.world_size).backward()
+        self.context.reduce_gradients(model)
+        optimizer.step()
+        terms = {name: value.detach() for name, value in (("ranking", ranking), *own_terms.items())}
+        return StepOutcome(rows=batch.size, draws=batch.size * batch.n_negatives, sampling_seconds=sampling,
+                           loss=total.detach(), terms=terms)
 
     def _draw(self, sampler: Any, rows_of_step: Any, group_wise: bool, rng: np.random.Generator,
               score_fn: Any, reps: Any) -> Batch:
