@@ -105,6 +105,15 @@ class World:
         self.no_cache = True
         return self.train(f"dataset.path={path}", "dataset.split=ratio", *overrides, tiny=False)
 
+    def lightgcn(self, train: str) -> tuple[list[str], Path]:
+        """A fresh run on a LightGCN folder whose ``train.txt`` is ``train`` (the data never loads)."""
+        folder = self.tmp / "data" / "lgn"
+        folder.mkdir(parents=True)
+        (folder / "train.txt").write_text(train)
+        (folder / "test.txt").write_text("0 3\n")
+        self.no_cache = True
+        return self.train(f"dataset.path={folder}", "dataset.format=lightgcn", tiny=False), folder
+
     def pretrained(self, source: Path) -> list[str]:
         return self.train("sampler=icpns", f"sampler.pretrained_from={source}", "sampler.finetune_epochs=1")
 
@@ -454,12 +463,7 @@ def movielens_non_integer_id(w):
 
 @case
 def lightgcn_negative_id(w):
-    folder = w.tmp / "data" / "lgn"
-    folder.mkdir(parents=True)
-    (folder / "train.txt").write_text("0 1 2\n1 -2 3\n")
-    (folder / "test.txt").write_text("0 3\n")
-    w.no_cache = True
-    argv = w.train(f"dataset.path={folder}", "dataset.format=lightgcn", tiny=False)
+    argv, folder = w.lightgcn("0 1 2\n1 -2 3\n")
     return argv, [f"{folder / 'train.txt'}:2: negative user or item id -2"]
 
 
@@ -503,12 +507,7 @@ def movielens_binary_line(w):
 
 @case
 def lightgcn_huge_id(w):
-    folder = w.tmp / "data" / "lgn"
-    folder.mkdir(parents=True)
-    (folder / "train.txt").write_text("0 1 2\n99999999999999999999 3\n")
-    (folder / "test.txt").write_text("0 3\n")
-    w.no_cache = True
-    argv = w.train(f"dataset.path={folder}", "dataset.format=lightgcn", tiny=False)
+    argv, folder = w.lightgcn("0 1 2\n99999999999999999999 3\n")
     return argv, [f"{folder / 'train.txt'}:2: user or item id 99999999999999999999 is too large"]
 
 

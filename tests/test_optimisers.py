@@ -287,3 +287,15 @@ def test_steps_benchmark_smoke_run_times_every_optimiser_and_the_torch_loop():
     assert all(v > 0 for v in result["ms_per_step"].values())
     assert result["speedup_vs_adam"]["raysearch adam"] == 1.0
     assert any("load average" in line for line in lines)
+
+
+def test_the_config_accepts_exactly_the_registered_optimisers():
+    import dataclasses
+    import typing
+
+    from raysearch.config import TrainerConfig
+    from raysearch.train.optimisers import OPTIMISERS
+
+    field = next(f for f in dataclasses.fields(TrainerConfig) if f.name == "optimizer")
+    hints = typing.get_type_hints(TrainerConfig)
+    assert field.name in hints and set(typing.get_args(hints["optimizer"])) == set(OPTIMISERS.names())

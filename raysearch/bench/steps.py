@@ -25,9 +25,7 @@ from __future__ import annotations
 import os
 import platform
 import tempfile
-import time
 from collections.abc import Callable
-from statistics import median
 from typing import Any
 
 import numpy as np
@@ -35,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from raysearch.bench.samplers import _single_thread
+from raysearch.bench.samplers import _single_thread, interleaved
 from raysearch.config import EvalConfig, TrainerConfig
 from raysearch.data.dataset import Dataset
 from raysearch.losses import LOSSES, LossSettings
@@ -107,9 +105,9 @@ def _torch_sparse_adam_step(dataset: Dataset) -> Step:
     return step
 
 
-def _implicit_epoch(dataset: Dataset) -> Callable[[], float] | None:
-    """One epoch of ``implicit``'s BPR on one thread, returning its seconds per 2048 samples; None when
-    the package is not installed."""
+def _implicit_epoch(dataset: Dataset) -> tuple[Callable[[], Any], float] | None:
+    """(one epoch of ``implicit``'s BPR on one thread, its number of 2048-sample steps); None when the
+    package is not installed."""
     try:
         from implicit.cpu.bpr import BayesianPersonalizedRanking
     except ImportError:
@@ -117,14 +115,7 @@ def _implicit_epoch(dataset: Dataset) -> Callable[[], float] | None:
     user_items = dataset.train.to_scipy()
     model = BayesianPersonalizedRanking(factors=DIM, learning_rate=0.01, regularization=REG, iterations=1,
                                         num_threads=1, random_state=SEED)
-    per_epoch = user_items.nnz / BATCH
-
-    def epoch() -> float:
-        start = time.perf_counter()
-        model.fit(user_items, show_progress=False)
-        return (time.perf_counter() - start) / per_epoch
-
-    return epoch
+    return (lambda: model.fit(user_items, show_progress=False)), user_items.nnz / BATCH
 
 
 def run(report: Callable[[str], Any] = print, quick: bool = False, data_dir: str | None = None,
@@ -133,52 +124,52 @@ def run(report: Callable[[str], Any] = print, quick: bool = False, data_dir: str
     blocks of ``block`` (default 20; quick 10); report and return the medians (ms a step) and ratios."""
     steps = steps or (60 if quick else 360)
     block = block or (10 if quick else 20)
+    blocks = max(1, steps // block)
     dataset = _load(quick, data_dir)
     users_all, items_all = pair_rows(dataset.train)
     rng = make_rng(SEED, "bench-steps", "batches")
     batches = list(pair_batches(users_all, items_all, n_steps_for(users_all.size, BATCH), rng))
     load_before = os.getloadavg()
-    samples: dict[str, list[float]] = {}
+
+    def in_blocks(step: Step) -> Callable[[int], None]:
+        """Block ``rep`` of ``step``: the next ``block`` batches of the epoch (every contender sees the same)."""
+        def run_block(rep: int) -> None:
+            for b in range(rep * block, (rep + 1) * block):
+                step(batches[b % len(batches)])
+        return run_block
+
     with _single_thread(), tempfile.TemporaryDirectory() as workdir:
         contenders: dict[str, Step] = {f"raysearch {name}": _trainer_step(dataset, name, workdir) for name in OPTIMISERS}
         contenders["torch SparseAdam loop"] = _torch_sparse_adam_step(dataset)
-        implicit_epoch = _implicit_epoch(dataset)
         for fn in contenders.values():  # warm-up: the first torch calls of a process are slow
             for b in range(3):
                 fn(batches[b % len(batches)])
-        samples = {name: [] for name in contenders}
-        if implicit_epoch is not None:
-            implicit_epoch()
-            samples["implicit BPR"] = []
-        order = list(samples)
-        position = 0
-        for round_ in range(max(1, steps // block)):
-            for name in order[round_ % len(order):] + order[: round_ % len(order)]:
-                if name == "implicit BPR":
-                    samples[name].append(implicit_epoch())
-                    continue
-                start = time.perf_counter()
-                for b in range(position, position + block):
-                    contenders[name](batches[b % len(batches)])
-                samples[name].append((time.perf_counter() - start) / block)
-            position += block
+        fns = {name: in_blocks(step) for name, step in contenders.items()}
+        steps_per_call = dict.fromkeys(fns, block)
+        implicit = _implicit_epoch(dataset)
+        if implicit is not None:
+            epoch, steps_per_epoch = implicit
+            epoch()  # warm-up
+            fns["implicit BPR"] = lambda rep: epoch()
+            steps_per_call["implicit BPR"] = steps_per_epoch
+        seconds = interleaved(fns, blocks)
     load_after = os.getloadavg()
-    ms = {name: 1e3 * median(values) for name, values in samples.items()}
+    ms = {name: 1e3 * float(np.median(seconds[name])) / steps_per_call[name] for name in fns}
     dense, plain = ms["raysearch adam"], ms["torch SparseAdam loop"]
     source = "gowalla" if dataset.name == "gowalla" else dataset.name
     report(f"steps: MF-BPR dim {DIM}, batch {BATCH}, {source} ({dataset.n_users} users x {dataset.n_items} items, "
            f"{users_all.size} train rows); one thread; {platform.machine()}, torch {torch.__version__}")
-    report(f"  {max(1, steps // block)} blocks of {block} steps a contender, medians of block means; "
+    report(f"  {blocks} blocks of {block} steps a contender, medians of block means; "
            f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} ({os.cpu_count()} CPUs)")
     report(f"  {'contender':<28} {'ms/step':>8} {'vs adam':>8} {'vs torch loop':>14}")
     for name, value in ms.items():
         report(f"  {name:<28} {value:8.2f} {dense / value:7.2f}x {plain / value:13.2f}x")
-    if implicit_epoch is None:
+    if implicit is None:
         report("  (implicit is not installed: its BPR is not in the comparison)")
     if source == "gowalla":
         verdict = "met" if ms["raysearch sparse_adam"] <= TARGET_MS else "not met"
         report(f"  target: raysearch sparse_adam <= {TARGET_MS} ms a step on a quiet machine: {verdict} here")
-    return {"dataset": source, "dim": DIM, "batch": BATCH, "steps_per_contender": max(1, steps // block) * block,
+    return {"dataset": source, "dim": DIM, "batch": BATCH, "steps_per_contender": blocks * block,
             "block": block, "load_average": [load_before[0], load_after[0]], "ms_per_step": ms,
             "speedup_vs_adam": {k: dense / v for k, v in ms.items()},
             "speedup_vs_torch_loop": {k: plain / v for k, v in ms.items()}}

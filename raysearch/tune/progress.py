@@ -11,16 +11,18 @@ from typing import Any
 
 from ray.tune import Callback
 
+from raysearch.tune.selection import _fmt
+
 # Loggers whose INFO/WARNING lines say nothing about the study (Ray's token-authentication notice,
 # MLflow's database set-up); errors still show.
 QUIET_LOGGERS = ("ray", "mlflow.store.db.utils", "alembic")
 
 
 def quiet_ray_and_mlflow() -> None:
-    """Silence Ray Tune's console output (its experiment box, TensorBoard hint and "operation took" warnings)
-    and the INFO/WARNING lines of ``QUIET_LOGGERS``; call before the study starts Tune."""
+    """Silence Ray Tune's console output (its experiment box and TensorBoard hint) and the INFO/WARNING
+    lines of ``QUIET_LOGGERS`` (Tune's "operation took" warnings among them); call before the study starts
+    Tune."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic reporter, silent at verbose=0
-    os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "60")  # slow-callback warnings only when really slow
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no CSV/JSON/TensorBoard files per trial
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -38,14 +40,10 @@ def format_seconds(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 class TrialProgress(Callback):
     """Prints one line per finished trial of a search (or final run) and how long the rest should take:
 
-    ``[icpns 3/8] n_communities=4 alpha=0.021  valid ndcg@10 0.1012 (epoch 7)  10 epochs  6.1 s  | 41 s, ~55 s left``
+    ``[icpns 3/8]  n_communities=4 alpha=0.021  valid ndcg@10 0.1012  10 epochs  6 s  | 41 s, ~55 s left``
 
     The time left is the elapsed time per finished trial times the trials still to finish (trials run
     ``concurrency`` at a time, so this is already wall-clock)."""
@@ -71,7 +69,7 @@ class TrialProgress(Callback):
         elapsed = self.clock() - self.started
         left = elapsed / self.finished * max(0, self.total - self.finished)
         params = (self.describe(config) if self.describe is not None else
-                  " ".join(f"{k.split('.', 1)[-1]}={_short(config[k])}" for k in self.params if k in config))
+                  " ".join(f"{k.split('.', 1)[-1]}={_fmt(config[k])}" for k in self.params if k in config))
         name = self.metric.split("/", 1)[-1]
         if failed:
             outcome = "FAILED"
