@@ -20,7 +20,9 @@ class Batch:
     representations (MixGCF-style samplers), scored by the model's ``interaction``; None for item ids.
     ``log_q`` float64 (B, K): log q(j | u) of each drawn negative, where the sampler knows it in closed form
     and the loss asked for it (logQ correction); else None. ``negative_rows0`` (B, K, d): the layer-0 part
-    of synthesised negatives (MixGCF's L2 includes it).
+    of synthesised negatives (MixGCF's L2 includes it). ``groups``: the positives and negatives are groups
+    whose N x K (positive, negative) pairs the loss crosses (GDNS's group-wise loss), which the L2 term
+    weighs per pair (``raysearch.models.base.group_l2_regulariser``).
     """
 
     users: np.ndarray
@@ -30,6 +32,7 @@ class Batch:
     log_q: np.ndarray | None = None
     negative_rows0: Any = None  # (B, K, d): synthesised negatives' layer-0 part, for the L2 term
     sampler_terms: Any = None  # a synthesising sampler's own loss terms by name (DENS's gating loss)
+    groups: bool = False  # positive and negative groups crossed in N x K pairs (GDNS), not (B, 1 + K) rows
 
     def __post_init__(self) -> None:
         b = self.users.shape[0]

@@ -36,7 +36,11 @@ def _cmd_data_list(args: argparse.Namespace) -> int:
     for r in rows:
         status = "present" if r["present"] else "missing"
         folder = r.get("folder") or "(generated)"
-        print(f"{r['name']:<{width}}  {r['format']:<9}  {status:<8}  {folder}")
+        where = ""
+        if not r["present"]:  # where it was looked for, and what
+            looked = " or ".join(r["looked_in"]) or "no data directory (pass --data-dir or set RAYSEARCH_DATA_DIR)"
+            where = f"  (looked in {looked} for {r['needs']})"
+        print(f"{r['name']:<{width}}  {r['format']:<9}  {status:<8}  {folder}{where}")
     return 0
 
 
@@ -57,7 +61,8 @@ def _cmd_data_describe(args: argparse.Namespace) -> int:
             if not key.startswith("dataset."):
                 raise RaysearchError(f"{key}: only dataset.* keys apply to data describe")
             options[key.removeprefix("dataset.")] = value
-        info = describe_path(args.path, args.format or "csv", data_dir=args.data_dir, **options)
+        info = describe_path(args.path, args.format or "csv", data_dir=args.data_dir, cache_dir=args.cache_dir,
+                             use_cache=not args.no_cache, **options)
     else:
         if args.format:
             raise RaysearchError("--format needs --path")
@@ -122,18 +127,12 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
-    import subprocess
-
     from raysearch.tracking import resolve_tracking_uri
+    from raysearch.ui import mlflow_ui_command, serve
 
     uri = resolve_tracking_uri(args.tracking_uri)
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
-               "--port", str(args.port)]
-    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port}  (Ctrl-C stops it)")
-    try:
-        return subprocess.call(command)
-    except KeyboardInterrupt:
-        return 0
+    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port}  (Ctrl-C stops it)", flush=True)
+    return serve(mlflow_ui_command(uri, args.port))  # its server and workers end with this process
 
 
 def _cmd_track(args: argparse.Namespace) -> int:

@@ -220,6 +220,11 @@ class DatasetConfig:
     share_negatives: bool = True  # validation and test use the same negatives (as SRNS)
     split_seed: int = 2026
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    # side information for the knowledge samplers (raysearch.data.side_info); a relative file is looked up
+    # in the dataset's folder, then the current directory; it does not change the dataset's fingerprint
+    item_attributes: str | None = None  # u.item (ML-100K genres) or item<TAB>attr[|attr...] lines
+    item_attributes_format: Literal["auto", "movielens", "tsv"] = "auto"  # auto: movielens for u.item, else tsv
+    social_network: str | None = None  # user<TAB>friend lines (LastFM's trustnetwork.txt), made symmetric
 
     def __post_init__(self) -> None:
         require(self.user_core >= 0, "dataset.user_core", "must be >= 0")
@@ -287,7 +292,8 @@ class TrainerConfig:
     num_negatives: int = 1
     seed: int = 2026
     device: Literal["cpu", "cuda"] = "cpu"
-    threads: int = 0  # torch intra-op threads; 0: the CPUs available to this process
+    threads: int = 0  # torch intra-op threads; 0: the CPUs available to this process, divided by shared_by
+    shared_by: int = 1  # runs sharing this machine's CPUs (threads=0 gives each an even share)
     workers: int = 1  # > 1: Ray Train workers with row-sharded embeddings
     max_failures: int = 0  # Ray Train: worker-group restarts from the latest checkpoint before giving up
     eval_every: int = 1
@@ -300,10 +306,11 @@ class TrainerConfig:
         require(self.epochs >= 0, "trainer.epochs", "must be >= 0")
         require(self.batch_size >= 1, "trainer.batch_size", "must be >= 1")
         require(self.lr > 0, "trainer.lr", "must be > 0")
-        require(self.reg >= 0, "trainer.reg", "must be >= 0")
+        require(self.reg >= 0, "trainer.reg", f"must be >= 0, got {self.reg}")
         require(self.num_negatives >= 1, "trainer.num_negatives", "must be >= 1")
         require(self.temperature > 0, "trainer.temperature", f"must be > 0, got {self.temperature}")
         require(self.threads >= 0, "trainer.threads", "must be >= 0")
+        require(self.shared_by >= 1, "trainer.shared_by", "must be >= 1 (the runs sharing this machine's CPUs)")
         require(self.workers >= 1, "trainer.workers", "must be >= 1")
         require(self.max_failures >= 0, "trainer.max_failures", "must be >= 0")
         require(self.eval_every >= 1, "trainer.eval_every", "must be >= 1")
@@ -363,9 +370,11 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def load_experiment(name: str) -> dict[str, Any]:
     """``conf/experiments/NAME.yaml``: ``description``, ``overrides`` (a list of key=value strings) and
-    optionally ``sampler_overrides`` (sampler name -> list) applied only when that sampler is chosen."""
+    optionally ``model_overrides`` (model name -> list) and ``sampler_overrides`` (sampler name -> list),
+    applied only when that model or sampler is chosen."""
     data = load_group("experiments", name)
-    lists = [data.get("overrides", []), *dict(data.get("sampler_overrides") or {}).values()]
+    lists = [data.get("overrides", []), *dict(data.get("model_overrides") or {}).values(),
+             *dict(data.get("sampler_overrides") or {}).values()]
     for entries in lists:
         if not isinstance(entries, list) or not all(isinstance(o, str) for o in entries):
             raise ConfigError(f"experiment {name!r}: overrides must be lists of key=value strings")
@@ -374,10 +383,11 @@ def load_experiment(name: str) -> dict[str, Any]:
 
 def expand_experiments(overrides: Sequence[str]) -> list[str]:
     """Replace each ``experiment=NAME`` by its overrides (recursively), followed by the experiment's
-    ``sampler_overrides`` for the sampler finally chosen."""
+    ``model_overrides`` for the model finally chosen, then its ``sampler_overrides`` for the sampler
+    finally chosen (a sampler's setting wins over a model's: GDNS counts users a step, not rows)."""
 
-    def flatten(entries: Sequence[str], seen: tuple[str, ...]) -> list[str | dict]:
-        out: list[str | dict] = []
+    def flatten(entries: Sequence[str], seen: tuple[str, ...]) -> list[str | tuple[str, dict]]:
+        out: list[str | tuple[str, dict]] = []
         for text in entries:
             key, value = parse_override(text)
             if key != "experiment":
@@ -387,18 +397,20 @@ def expand_experiments(overrides: Sequence[str]) -> list[str]:
                 raise ConfigError(f"experiment {value!r} includes itself ({' -> '.join([*seen, str(value)])})")
             data = load_experiment(str(value))
             out.extend(flatten(data.get("overrides", []), (*seen, str(value))))
-            if data.get("sampler_overrides"):
-                out.append(dict(data["sampler_overrides"]))
+            for group in ("model", "sampler"):
+                if data.get(f"{group}_overrides"):
+                    out.append((group, dict(data[f"{group}_overrides"])))
         return out
 
     flat = flatten(overrides, ())
-    sampler = DEFAULT_GROUP_CHOICE["sampler"]
+    chosen = {group: DEFAULT_GROUP_CHOICE[group] for group in ("model", "sampler")}
     for entry in flat:
-        if isinstance(entry, str) and parse_override(entry)[0] == "sampler":
-            sampler = str(parse_override(entry)[1])
+        if isinstance(entry, str) and parse_override(entry)[0] in chosen:
+            key, value = parse_override(entry)
+            chosen[key] = str(value)
     expanded: list[str] = []
     for entry in flat:
-        expanded.extend(entry.get(sampler, []) if isinstance(entry, dict) else [entry])
+        expanded.extend(entry[1].get(chosen[entry[0]], []) if isinstance(entry, tuple) else [entry])
     return expanded
 
 
@@ -451,6 +463,7 @@ def resolve(overrides: Sequence[str] = (), base: Mapping[str, Any] | None = None
             raise ConfigError(f"{group}: expected a mapping")
         for k, v in _flatten(values, group):
             _set_dotted(tree, k, v)
+    preset_path = tree["dataset"].get("path")
     for key, value in parsed:
         if key in GROUPS:
             continue
@@ -460,7 +473,25 @@ def resolve(overrides: Sequence[str] = (), base: Mapping[str, Any] | None = None
             hint = f"; did you mean {key.replace(group, close[0], 1)!r}?" if close else ""
             raise ConfigError(f"unknown key {key!r} (groups: {', '.join(GROUPS)}){hint}")
         _set_dotted(tree, key, value)
+    _name_data_by_location(tree, parsed, by_path, preset_path)
     return tree
+
+
+def _name_data_by_location(tree: dict[str, Any], parsed: Sequence[tuple[str, Any]], by_path: bool,
+                           preset_path: Any) -> None:
+    """Data given by location is named after its folder (or file), so that its runs, results, tracked
+    runs and cache file say whose data they hold: ``dataset.path=DIR`` alone names it ``DIR``'s name, and a
+    named dataset pointed elsewhere (``dataset=gowalla dataset.path=other``) ``gowalla@other``. An explicit
+    ``dataset.name`` wins; a path equal to the named dataset's own changes nothing."""
+    paths = [v for k, v in parsed if k == "dataset.path"]
+    if not paths or paths[-1] is None or any(k == "dataset.name" for k, _ in parsed):
+        return
+    path = Path(str(paths[-1])).expanduser()
+    label = path.name if path.name not in ("", ".", "..") else (path.resolve().name or "data")
+    if by_path:
+        tree["dataset"]["name"] = label
+    elif str(paths[-1]) != str(preset_path):
+        tree["dataset"]["name"] = f"{tree['dataset'].get('name', 'dataset')}@{label}"
 
 
 def _flatten(values: Mapping[str, Any], prefix: str) -> list[tuple[str, Any]]:

@@ -72,7 +72,9 @@ def group_hinge_loss(pos: Tensor, neg: Tensor, margin: float = 1.0) -> Tensor:
 
     ``pos`` (B, N) scores of the positive group, ``neg`` (B, N') of the negative group. The paper sums over
     users (eq. 7); the batch mean only rescales the gradient, which AdaGrad (the paper's optimiser)
-    normalises away.
+    normalises away. The model's L2 term (``trainer.reg``) on such a batch weighs each of the N x N'
+    pairs as a BPR row (``raysearch.models.base.group_l2_regulariser``), so that ``reg`` means under this
+    sum what it means under a mean pairwise loss.
     """
     if pos.dim() != 2 or neg.dim() != 2:
         raise ValueError("group_hinge expects pos (B, N) and neg (B, N')")

@@ -7,6 +7,7 @@ This module sits above the core: it attaches tracking and distribution to ``run_
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ def train(overrides: Sequence[str] = (), out: str | Path | None = None, resume: 
     and training continues from the last checkpoint, giving the same result as an uninterrupted run.
     """
     from raysearch.data import load_dataset
-    from raysearch.train.pipeline import check_run, run_training, validate_components
+    from raysearch.train.pipeline import busy_cpus_warning, check_run, run_training, validate_components
 
     if resume is not None:
         if overrides:
@@ -61,15 +62,40 @@ def train(overrides: Sequence[str] = (), out: str | Path | None = None, resume: 
     # file, a split without validation users or a bad pretrained_from source leaves nothing behind.
     dataset = load_dataset(cfg.dataset, data_dir=data_dir, cache_dir=cache_dir)
     check_run(cfg, dataset)
+    if warning := busy_cpus_warning(cfg.trainer.threads, cfg.trainer.shared_by):  # a run that will start
+        print(f"raysearch: warning: {warning}", file=sys.stderr)
     if resume is None:
+        created = not path.exists()
         run_dir = RunDir(path)
         run_dir.write_config(config_tree(cfg))
     else:
         run_dir = RunDir(resume)
-    if cfg.trainer.workers > 1:
-        from raysearch.distributed.trainer import train_distributed
+    try:
+        if cfg.trainer.workers > 1:
+            from raysearch.distributed.trainer import train_distributed
 
-        return train_distributed(cfg, run_dir, data_dir=data_dir, cache_dir=cache_dir)
-    from raysearch.tracking import tracking_callbacks
+            return train_distributed(cfg, run_dir, data_dir=data_dir, cache_dir=cache_dir)
+        from raysearch.tracking import tracking_callbacks
 
-    return run_training(cfg, dataset, run_dir, callbacks=tracking_callbacks(cfg, dataset, run_dir.path.name))
+        return run_training(cfg, dataset, run_dir, callbacks=tracking_callbacks(cfg, dataset, run_dir.path.name))
+    except BaseException:
+        if resume is None:
+            discard_unstarted(run_dir, created)
+        raise
+
+
+def discard_unstarted(run_dir: RunDir, created: bool) -> None:
+    """A fresh run that failed before recording its first epoch (a set-up error: a model or sampler that
+    refuses the data, a tracking store that cannot be opened) leaves no run directory behind: the directory
+    when this run created it, else only the ``config.yaml`` it wrote. A run with an epoch recorded stays (it
+    can be resumed); an earlier run's directory is never reached (``--out`` refuses one)."""
+    import shutil
+
+    metrics = run_dir.metrics_path
+    stages = run_dir.path / "stages"
+    if (metrics.exists() and metrics.stat().st_size > 0) or (stages.exists() and any(stages.rglob("*.pt"))):
+        return
+    if created:
+        shutil.rmtree(run_dir.path, ignore_errors=True)
+    else:
+        run_dir.config_path.unlink(missing_ok=True)

@@ -123,13 +123,13 @@ def log_artifacts(client, run_id: str, run_dir: Path) -> None:
 class TrainingRunLogger:
     """Logs one ``raysearch train`` run to MLflow from the main training process."""
 
-    def __init__(self, cfg: RunConfig, tags: dict[str, str], run_name: str):
+    def __init__(self, cfg: RunConfig, tags: dict[str, str], run_name: str, start_time: int | None = None):
         import mlflow
 
         uri = resolve_tracking_uri(cfg.tracking.uri)
         experiment_id = ensure_experiment(uri, cfg.tracking.experiment)
         self.client = mlflow.MlflowClient(uri)
-        run = self.client.create_run(experiment_id, run_name=run_name, tags=tags)
+        run = self.client.create_run(experiment_id, start_time=start_time, run_name=run_name, tags=tags)
         self.run_id = run.info.run_id
         for key, value in flat_params(cfg).items():
             self.client.log_param(self.run_id, key, value)
@@ -139,16 +139,19 @@ class TrainingRunLogger:
                    "sampling_share": record.get("sampling_share")}
         metrics.update({f"loss/{k}": v for k, v in (record.get("loss_terms") or {}).items()})
         metrics.update({f"valid/{k}": v for k, v in (record.get("valid") or {}).items()})
+        metrics.update({f"sampler/{k}": v for k, v in (record.get("sampler_stats") or {}).items()})
         for key, value in metrics.items():
             if value is not None:
                 self.client.log_metric(self.run_id, mlflow_key(key), float(value), step=step)
 
-    def finish(self, results: dict[str, Any], run_dir: Path) -> None:
-        for key, value in results["test"].items():
+    def finish(self, results: dict[str, Any], run_dir: Path, end_time: int | None = None) -> None:
+        """Test metrics (when the run evaluated test), artifacts, and the run marked finished."""
+        for key, value in (results.get("test") or {}).items():
             self.client.log_metric(self.run_id, mlflow_key(f"test/{key}"), float(value))
-        self.client.set_tag(self.run_id, f"{TAG_PREFIX}test_evaluated_once", "true")
+        if results.get("test"):
+            self.client.set_tag(self.run_id, f"{TAG_PREFIX}test_evaluated_once", "true")
         log_artifacts(self.client, self.run_id, run_dir)
-        self.client.set_terminated(self.run_id, "FINISHED")
+        self.client.set_terminated(self.run_id, "FINISHED", end_time=end_time)
 
     def fail(self) -> None:
         self.client.set_terminated(self.run_id, "FAILED")
@@ -156,7 +159,8 @@ class TrainingRunLogger:
 
 class MLflowRunCallback(RunCallback):
     """Logs a ``run_training`` run to MLflow (attach it on the main process only): parameters and tags at
-    the start, every epoch's loss, loss terms and validation, then the test metrics and the artifacts."""
+    the start, every epoch's loss, loss terms, validation and sampler measurements, then the test metrics
+    and the artifacts."""
 
     def __init__(self, cfg: RunConfig, dataset: Any, run_name: str):
         from raysearch.train.evaluator import resolve_protocol
@@ -182,11 +186,13 @@ def tracking_callbacks(cfg: RunConfig, dataset: Any, run_name: str, is_main: boo
     return [MLflowRunCallback(cfg, dataset, run_name)] if cfg.tracking.enabled and is_main else []
 
 
-def track_run_dir(run_dir: str | Path, tracking_uri: str | None, experiment: str) -> str:
+def track_run_dir(run_dir: str | Path, tracking_uri: str | None, experiment: str,
+                  extra_tags: dict[str, str] | None = None, span_ms: tuple[int, int] | None = None) -> str:
     """Log a finished run directory (``raysearch train`` without tracking) to MLflow as if it had been
-    tracked: parameters, tags, the per-epoch metrics of ``metrics.jsonl``, the test metrics and the
-    artifacts. Returns the MLflow run id. The run is not re-evaluated: what it recorded is what is logged.
-    """
+    tracked: parameters, tags, the per-epoch metrics of ``metrics.jsonl``, the test metrics (if it
+    evaluated test) and the artifacts. Returns the MLflow run id. The run is not re-evaluated: what it
+    recorded is what is logged. ``extra_tags`` are added; ``span_ms``: the run's (start, end) wall-clock
+    times in ms since the epoch (default: the time of logging)."""
     import dataclasses
 
     from raysearch.config import build_run_config
@@ -202,9 +208,10 @@ def track_run_dir(run_dir: str | Path, tracking_uri: str | None, experiment: str
         cfg.tracking, enabled=True, uri=resolve_tracking_uri(tracking_uri), experiment=experiment))
     tags = run_tags(cfg, results["dataset"]["name"], results["dataset"]["fingerprint"],
                     results["protocol"]["protocol"], results.get("raysearch_version", ""))
-    logger = TrainingRunLogger(cfg, {**tags, f"{TAG_PREFIX}imported_from": str(rd.path.resolve())},
-                               run_name=rd.path.name)
+    start, end = span_ms or (None, None)
+    logger = TrainingRunLogger(cfg, {**tags, f"{TAG_PREFIX}imported_from": str(rd.path.resolve()),
+                                     **(extra_tags or {})}, run_name=rd.path.name, start_time=start)
     for step, record in enumerate(rd.read_metrics()):
         logger.log_epoch(record, step)
-    logger.finish(results, rd.path)
+    logger.finish(results, rd.path, end_time=end)
     return logger.run_id

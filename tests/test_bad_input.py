@@ -535,7 +535,7 @@ def csv_folder_without_a_csv(w):
     folder.mkdir(parents=True)
     w.no_cache = True
     argv = w.train(f"dataset.path={folder}", "dataset.format=csv", "dataset.split=ratio", tiny=False)
-    return argv, ["dataset 'custom' (csv) not found", f"looked in: {folder}", "--data-dir"]
+    return argv, ["dataset 'empty-folder' (csv) not found", f"looked in: {folder}", "--data-dir"]
 
 
 @case
@@ -594,6 +594,17 @@ def trainer_key_typo(w):
 
 
 @case
+def model_init_unknown(w):
+    return w.train("experiment=icpns-protocol", "dataset=synthetic", "model.init=glorot"), [
+        "model.init: unknown initialiser 'glorot' (known: normal, trunc_normal, xavier_normal, xavier_uniform,"]
+
+
+@case
+def trainer_reg_negative(w):
+    return w.train("sampler=gdns", "trainer.reg=-0.01"), ["trainer.reg: must be >= 0, got -0.01"]
+
+
+@case
 def group_typo(w):
     return w.train("trainr.lr=0.1"), ["unknown key 'trainr.lr' (groups: dataset, model, sampler, trainer,",
                                       "did you mean 'trainer.lr'?"]
@@ -616,6 +627,89 @@ def search_option_typo(w):
     w.absent.append(out)
     return ["tune", "--out", str(out), "search=compare", "search.num_sample=2"], [
         "unknown key 'search.num_sample' (known: description, num_samples,", "did you mean 'search.num_samples'?"]
+
+
+# --------------------------------------------------------------------------- side information, knowledge samplers
+def side_file(w: World, name: str, content: str) -> Path:
+    """A side-information file for the tiny synthetic dataset (items and users '0', '1', ...): the dataset
+    is never cached, since the side file is read before anything is written."""
+    path = w.tmp / "data" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content)
+    w.no_cache = True
+    return path
+
+
+@case
+def side_file_missing(w):
+    missing = w.tmp / "data" / "genres.tsv"
+    w.no_cache = True
+    return w.train("sampler=attribute", f"dataset.item_attributes={missing}"), [
+        f"dataset.item_attributes: no file '{missing}' (looked in: {missing})"]
+
+
+@case
+def side_file_empty(w):
+    path = side_file(w, "genres.tsv", "\n\n")
+    return w.train("sampler=attribute", f"dataset.item_attributes={path}"), [f"{path}:1: empty file"]
+
+
+@case
+def side_file_malformed_line(w):
+    path = side_file(w, "genres.tsv", "0\tdrama\n1 comedy\n")
+    return w.train("sampler=attribute", f"dataset.item_attributes={path}"), [f"{path}:2: expected 2 columns, found 1"]
+
+
+@case
+def side_file_u_item_flag_not_binary(w):
+    flags = "|".join(["0"] * 18 + ["2"])
+    path = side_file(w, "u.item", f"1|Toy Story (1995)|01-Jan-1995||http://x|{flags}\n")
+    return w.train("sampler=attribute", f"dataset.item_attributes={path}"), [
+        f"{path}:1: genre flag 19 (Western) is '2', not 0 or 1"]
+
+
+@case
+def side_file_names_no_known_item(w):
+    path = side_file(w, "genres.tsv", "9999\tdrama\n")
+    return w.train("sampler=attribute", f"dataset.item_attributes={path}"), [
+        f"{path}: names no item of dataset 'synthetic' (first: item '9999', line 1)"]
+
+
+@case
+def side_file_names_no_known_user(w):
+    path = side_file(w, "trust.txt", "9998\t9999\n")
+    return w.train("sampler=social", f"dataset.social_network={path}"), [
+        f"{path}: names no link between users of dataset 'synthetic'"]
+
+
+@case
+def attribute_sampler_on_a_dataset_without_attributes(w):
+    return w.train("sampler=attribute"), [
+        "dataset.item_attributes: sampler 'attribute' draws negatives from item attributes, and dataset "
+        "'synthetic' has none (set dataset.item_attributes to"]
+
+
+@case
+def social_sampler_on_a_dataset_without_a_network(w):
+    return w.train("sampler=social"), [
+        "dataset.social_network: sampler 'social' draws negatives from a social network, and dataset "
+        "'synthetic' has none"]
+
+
+@case
+def knowledge_mix_weight_above_one(w):
+    return w.train("sampler=attribute", "sampler.weight=1.5"), ["sampler 'attribute': weight: must be in [0, 1], got 1.5"]
+
+
+@case
+def knowledge_mix_weight_negative(w):
+    return w.train("sampler=social", "sampler.weight=-0.2"), ["sampler 'social': weight: must be in [0, 1], got -0.2"]
+
+
+@case
+def adversarial_temperature_zero(w):
+    return w.train("sampler=adversarial", "sampler.temperature=0"), [
+        "sampler 'adversarial': temperature: must be > 0, got 0.0"]
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

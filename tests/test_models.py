@@ -170,7 +170,7 @@ def test_model_dropout_only_in_training(graph_train):
 def test_unknown_model_and_parameter_errors(graph_train):
     with pytest.raises(ConfigError, match=r"unknown model 'svd' \(known: dmf, gmf, lightgcl, lightgcn, mf, neumf, ngcf\)"):
         make_model("svd", 12, 9, graph_train)
-    with pytest.raises(ConfigError, match=r"unknown key 'model\.layers' \(known: dim, n_layers, init_std\)"):
+    with pytest.raises(ConfigError, match=r"unknown key 'model\.layers' \(known: dim, n_layers, init_std, init\)"):
         make_model("lightgcn", 12, 9, graph_train, layers=3)
     with pytest.raises(ConfigError, match=r"model\.dim: must be >= 1"):
         make_model("mf", 12, 9, graph_train, dim=0)

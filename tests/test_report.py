@@ -10,6 +10,7 @@ a real tiny study end to end.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import io
 import json
 import math
@@ -27,11 +28,12 @@ import pytest
 
 from raysearch.cli import main
 from raysearch.errors import ConfigError, DataError
+from raysearch.evaluation.significance import holm_adjusted
 from raysearch.report import build_report
 from raysearch.report.figures import heatmap_figure
 from raysearch.report.runs import TrackedRun, load_runs
 from raysearch.report.search import importance_note, param_importances, search_trials
-from raysearch.report.tables import blocks, comparison, configurations, curves, read_scale
+from raysearch.report.tables import blocks, comparison, configurations, curves, read_scale, total_costs
 from raysearch.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,6 +146,58 @@ def test_importances_find_the_parameter_that_decides_the_metric():
                     params={"sampler.alpha": str(i / 10), "sampler.n_communities": str(2**i)}) for i in range(6)]
     (same,) = search_trials(flat)  # fANOVA cannot split zero variance
     assert importance_note(same) == "icpns: no parameter importances (every trial reached the same validation value)"
+
+
+def test_total_cost_counts_search_tested_and_pretraining_runs_of_the_blocks_studies():
+    def run(sampler, seed, phase, study, start, seconds, epochs=0, test=None, backbone="mf", budget=""):
+        r = tracked(sampler, seed, {"test/ndcg_at_10": test} if test is not None else {}, phase=phase, study=study,
+                    history=[(e, 0.1) for e in range(epochs)], start=start)
+        tags = {**r.tags, "raysearch.backbone": backbone}
+        if budget:
+            tags["raysearch.search_budget"] = budget
+        return dataclasses.replace(r, tags=tags, end_time=start + int(seconds * 1000))
+
+    runs = [
+        run("icpns", 0, "final", "s1", 1_000, 30.0, 5, test=0.25), run("icpns", 1, "final", "s1", 2_000, 34.0, 5, test=0.75),
+        run("icpns", 0, "search", "s1", 3_000, 10.5, 4, budget="grid, 2 trials"),
+        run("icpns", 0, "search", "s1", 4_000, 2.5, 1, budget="grid, 2 trials"),
+        run("icpns", 0, "pretrain", "s1", 500, 60.0, 20),
+        run("icpns", 0, "search", "other-study", 5_000, 99.0, 9),  # another study: not this block's cost
+        run("icpns", 0, "search", "s1", 6_000, 99.0, 9, backbone="lightgcn"),  # another block
+        run("rns", 0, "final", "s1", 7_000, 8.0, 5, test=0.5),
+        dataclasses.replace(run("rns", 0, "search", "s1", 8_000, 1.0, 3), end_time=None),  # running: no time yet
+    ]
+    (block,) = [b for b in blocks(runs) if b.backbone == "mf"]
+    costs = {c.sampler: c for c in total_costs(block, runs)}
+    icpns = costs["icpns"]
+    assert (icpns.trials, icpns.trial_epochs, icpns.tested_runs, icpns.pretraining_runs, icpns.pretraining_epochs) == (
+        2, 5, 2, 1, 20)
+    assert icpns.seconds == 30.0 + 34.0 + 10.5 + 2.5 + 60.0
+    assert (icpns.mean, icpns.std) == (0.5, math.sqrt(0.125))  # (0.25, 0.75): sample std sqrt(2 * 0.25^2)
+    assert icpns.budgets == ("grid, 2 trials",)
+    rns = costs["rns"]
+    assert (rns.trials, rns.trial_epochs, rns.seconds, rns.budgets) == (1, 3, 8.0, ())
+    assert math.isnan(rns.std)  # one tested run
+
+
+def test_verdict_is_holm_adjusted_paired_tests_against_the_best(store, report_html):
+    """The page's verdict equals one recomputed from the runs' per-user files: the best mean over users, then
+    paired t-tests of every other sampler against it, Holm-adjusted, indistinguishable when p >= 0.05."""
+    from scipy import stats
+
+    per = {s: np.mean([np.load(store["root"] / "runs" / f"{s}-{seed}" / "test_per_user.npz")["ndcg@10"]
+                       for seed in (0, 1)], axis=0) for s in SAMPLERS}
+    best = max(per, key=lambda s: per[s].mean())
+    others = sorted(s for s in per if s != best)
+    adjusted = holm_adjusted([stats.ttest_rel(per[best], per[s]).pvalue for s in others])
+    html = report_html.read_text()
+    found = re.search(r'<p class="rs-verdict" data-best="(\w+)" data-tied="([\w,]*)" data-worse="([\w,]*)">', html)
+    assert found is not None
+    assert found.group(1) == best
+    assert set(filter(None, found.group(2).split(","))) == {s for s, p in zip(others, adjusted, strict=True) if p >= 0.05}
+    assert set(filter(None, found.group(3).split(","))) == {s for s, p in zip(others, adjusted, strict=True) if p < 0.05}
+    assert html.index('id="verdict"') < html.index('id="comparison"')  # the verdict leads the page
+    assert re.search(r'<th data-metric="test/ndcg_at_10" class="selection"', html)  # selection column marked
 
 
 def test_gdns_heat_map_cells_are_means_of_their_trials():
@@ -292,7 +346,7 @@ def report_html(store) -> Path:
 
 
 EXPECTED_FIGURES = {
-    "curves/synthetic-mf-full", "bands/synthetic-mf-full", "cost/synthetic-mf-full",
+    "accuracy-cost/synthetic-mf-full", "curves/synthetic-mf-full", "bands/synthetic-mf-full", "cost/synthetic-mf-full",
     "community-sizes/synthetic-mf-full", "community-popularity/synthetic-mf-full",
     "community-metrics/synthetic-mf-full", "search-progress/s1", "metric-vs-k/s1", "metric-vs-alpha/s1",
     "gdns-heatmap/s1", "importance/s1/icpns", "parallel/s1/icpns", "importance/s1/gdns", "parallel/s1/gdns",
@@ -332,10 +386,12 @@ def test_sections_without_data_say_so(store, tmp_path):
     path = build_report("solo", out=tmp_path / "solo.html", tracking_uri=store["uri"])
     html = path.read_text()
     for note in ("No search trials in this experiment", "No run with communities in this experiment",
-                 "No per-community test metrics", "No scale measurements given"):
+                 "No per-community test metrics", "No scale measurements given",
+                 "one sampler only: nothing to compare", "no search recorded for these runs"):
         assert note in html, note
-    assert set(re.findall(r'data-figure="([^"]+)"', html)) == {"curves/synthetic-mf-full", "bands/synthetic-mf-full",
-                                                               "cost/synthetic-mf-full"}
+    assert set(re.findall(r'data-figure="([^"]+)"', html)) == {
+        "accuracy-cost/synthetic-mf-full", "curves/synthetic-mf-full", "bands/synthetic-mf-full",
+        "cost/synthetic-mf-full"}
 
 
 def test_malformed_artifact_names_the_run_and_line(store, tmp_path):
@@ -510,6 +566,25 @@ def test_page_loads_offline_without_console_errors(page):
     assert page.evaluate("() => typeof Plotly") == "object"
 
 
+def test_first_screen_holds_the_verdict_and_the_cost_chart(page, tmp_path):
+    """The verdict and the accuracy-against-cost chart lie in the first 1,000 px of the page as Chromium lays
+    it out (1400 px wide), and the chart has drawn one marker per sampler there."""
+    from PIL import Image
+
+    page, _ = page
+    page.evaluate("() => window.scrollTo(0, 0)")
+    verdict = page.query_selector("p.rs-verdict").bounding_box()
+    chart = page.query_selector('figure[data-figure^="accuracy-cost/"] .plotly-graph-div')
+    box = chart.bounding_box()
+    assert verdict["y"] + verdict["height"] <= 1000 and box["y"] + box["height"] <= 1000, (verdict, box)
+    assert chart.evaluate("d => d.querySelectorAll('.scatterlayer .point').length") == len(SAMPLERS)
+    shot = tmp_path / "first-screen.png"
+    page.screenshot(path=str(shot), clip={"x": 0, "y": 0, "width": 1400, "height": 1000})
+    image = Image.open(shot).convert("RGB").crop((int(box["x"]), int(box["y"]), int(box["x"] + box["width"]),
+                                                   int(box["y"] + box["height"])))
+    assert len(image.getcolors(maxcolors=1 << 20)) > 20  # the chart is drawn inside the first screen, not blank
+
+
 def test_every_figure_renders(page):
     page, _ = page
     assert check_figures(page) == EXPECTED_FIGURES
@@ -570,5 +645,14 @@ def test_report_of_a_real_study(ray_session, playwright, chromium, tmp_path):
         assert {f"metric-vs-k/{name}", f"metric-vs-alpha/{name}", f"parallel/{name}/icpns",
                 f"importance/{name}/icpns", "community-sizes/synthetic-mf-full"} <= names
         check_table(page, _expected_table(uri, study.experiment))
+        # the cost table: every run of the study (5 trials, 2 final runs, the shared pre-training) in full
+        client = mlflow.MlflowClient(uri)
+        every = client.search_runs([client.get_experiment_by_name(study.experiment).experiment_id])
+        assert sorted(r.data.tags["raysearch.phase"] for r in every) == ["final"] * 2 + ["pretrain"] + ["search"] * 5
+        row = page.query_selector('table.rs-budget tr[data-sampler="icpns"]')
+        assert int(row.get_attribute("data-trials")) == 5
+        assert float(row.get_attribute("data-seconds")) == pytest.approx(
+            sum((r.info.end_time - r.info.start_time) / 1000 for r in every), rel=1e-9)
+        assert "optuna (TPE), 5 trials, ASHA grace 1 of 2 epochs" in page.inner_text("section#verdict")
     finally:
         context.close()

@@ -24,8 +24,13 @@ def contract_train() -> Interactions:
 
 
 TRAIN = contract_train()
-EXTRA = {"icpns": {"communities": np.arange(N_USERS) % 4}}
-DRAWS = {"dns": 20_000, "srns": 20_000, "gdns": 20_000}  # dynamic: fewer draws; static: 10**6
+_SIDE = np.random.default_rng(1)
+EXTRA = {"icpns": {"communities": np.arange(N_USERS) % 4},
+         # item i has attribute i % 7 and one random attribute of 7..11; each user has 3 random friends
+         "attribute": {"item_attributes": np.r_[np.c_[np.arange(N_ITEMS), np.arange(N_ITEMS) % 7],
+                                                np.c_[np.arange(N_ITEMS), _SIDE.integers(7, 12, N_ITEMS)]]},
+         "social": {"social_network": np.c_[np.repeat(np.arange(N_USERS), 3), _SIDE.integers(0, N_USERS, 3 * N_USERS)]}}
+DRAWS = {"dns": 20_000, "srns": 20_000, "gdns": 20_000, "adversarial": 20_000}  # dynamic: fewer; static: 10**6
 
 
 def scorer(users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -49,7 +54,8 @@ NAMES = SAMPLERS.names()
 
 
 def test_every_sampler_of_the_project_is_registered():
-    assert NAMES == ["ahns", "dens", "dns", "gdns", "icpns", "inbatch", "mixed", "mixgcf", "pns", "rns", "srns"]
+    assert NAMES == ["adversarial", "ahns", "attribute", "dens", "dns", "gdns", "icpns", "inbatch", "mixed", "mixgcf",
+                     "pns", "rns", "social", "srns"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -126,7 +132,7 @@ def test_bad_values_and_unknown_names():
         make_sampler("gdns", TRAIN, num_candidates=8)
     with pytest.raises(ConfigError, match="sampler 'srns': tau: must be > 0, got 0.0"):
         make_sampler("srns", TRAIN, tau=0)
-    with pytest.raises(ConfigError, match="unknown sampler 'hard' \\(known: ahns, dens, dns, gdns, icpns, inbatch"):
+    with pytest.raises(ConfigError, match="unknown sampler 'hard' \\(known: adversarial, ahns, attribute, dens, dns"):
         make_sampler("hard", TRAIN)
 
 

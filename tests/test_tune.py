@@ -42,6 +42,19 @@ def test_search_file_and_override_validation():
         Dimension.parse("lr", {"float": [0, 1], "int": [0, 1]}, "search.shared")
 
 
+def test_grace_period_defaults_to_a_quarter_of_the_trials_epochs():
+    options = load_search("compare", {}).options
+    assert options.grace_period is None  # the default: tied to the schedule
+    assert [options.grace_for(e) for e in (1, 3, 4, 5, 20, 40, 1000)] == [1, 1, 1, 2, 5, 10, 250]
+    fixed = load_search("compare", {"grace_period": 2}).options
+    assert fixed.grace_for(40) == 2
+    assert fixed.budget(8, 40) == "optuna (TPE), 8 trials, ASHA grace 2 of 40 epochs, reduction 2, 3 final seeds"
+    grid = load_search("icpns-k-alpha", {"algorithm": "grid", "scheduler": "none"}).options
+    assert grid.budget(42, 40) == "grid, 42 trials, no early stopping, 40 epochs, 1 final seed"
+    with pytest.raises(ConfigError, match=r"search\.grace_period: must be >= 1"):
+        load_search("compare", {"grace_period": 0})
+
+
 def test_tpe_start_up_trials_reach_optuna_and_a_random_search_says_so():
     from types import SimpleNamespace
 
@@ -250,8 +263,17 @@ def test_tiny_study_end_to_end_is_tracked_and_leak_free(ray_session, tmp_path):
     runs = client.search_runs([client.get_experiment_by_name(study.experiment).experiment_id])
     search_runs = [r for r in runs if r.data.tags["raysearch.phase"] == "search"]
     final_runs = [r for r in runs if r.data.tags["raysearch.phase"] == "final"]
-    assert len(search_runs) == 4 and len(final_runs) == 1
-    for run in runs:
+    (pretraining,) = [r for r in runs if r.data.tags["raysearch.phase"] == "pretrain"]  # logged once, shared
+    assert len(search_runs) == 4 and len(final_runs) == 1 and len(runs) == 6
+    # the shared pre-training counts as ICPNS's compute: its own run, timed, with its epochs and no test
+    assert pretraining.data.tags["raysearch.sampler"] == "icpns" and pretraining.info.status == "FINISHED"
+    assert pretraining.info.end_time > pretraining.info.start_time
+    assert not any(k.startswith("test/") for k in pretraining.data.metrics)
+    assert len(client.get_metric_history(pretraining.info.run_id, "epoch_seconds")) == 3  # trainer.epochs=3
+    # every search run carries the budget in words: 4 trials, ASHA from epoch 1 of the 3 fine-tuning epochs
+    assert {r.data.tags["raysearch.search_budget"] for r in search_runs} == {
+        "optuna (TPE), 4 trials, ASHA grace 1 of 3 epochs, reduction 2, 1 final seed"}
+    for run in search_runs + final_runs:
         tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
         assert run.info.status == "FINISHED"
         for key in ("dataset", "dataset_fingerprint", "protocol", "sampler", "backbone", "seed", "code_version"):

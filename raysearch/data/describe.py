@@ -12,7 +12,7 @@ import numpy as np
 from raysearch.config import DatasetConfig, from_mapping, group_options
 from raysearch.data.dataset import Dataset
 from raysearch.data.loader import data_dirs, dataset_config, load_dataset, locate_sources
-from raysearch.data.readers import READERS, locate
+from raysearch.data.readers import READERS, locate, needed_files
 from raysearch.errors import ConfigError
 
 
@@ -158,12 +158,15 @@ def format_description(info: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- listing and ad-hoc paths
 def list_datasets(data_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """The named datasets (``conf/dataset/*.yaml``): name, format, folder, split, and whether their files
-    are present in the data directory (the generated synthetic data always is)."""
+    are present in the data directory (the generated synthetic data always is); a missing one also says
+    where it was looked for (``looked_in``: the folders, empty when there is no data directory) and which
+    files (``needs``)."""
     out = []
     dirs = data_dirs(data_dir)
     for name in group_options("dataset"):
         config = dataset_config(name)
         reader = READERS.get(config.format)
+        roots: list[Path] = []
         if not reader.needs_files:
             present = True
         elif config.path is None:
@@ -172,27 +175,25 @@ def list_datasets(data_dir: str | Path | None = None) -> list[dict[str, Any]]:
             path = Path(config.path).expanduser()
             roots = [path] if path.is_absolute() else [d / path for d in dirs]
             present = any(locate(config, root) for root in roots)
-        out.append(
-            {
-                "name": name,
-                "format": config.format,
-                "folder": config.path,
-                "split": config.split,
-                "present": present,
-            }
-        )
+        row = {"name": name, "format": config.format, "folder": config.path, "split": config.split,
+               "present": present}
+        if not present:
+            row.update(looked_in=[str(r) for r in roots], needs=needed_files(config))
+        out.append(row)
     return out
 
 
 def describe_path(
-    path: str | Path, fmt: str, data_dir: str | Path | None = None, use_cache: bool = False, **options: Any
+    path: str | Path, fmt: str, data_dir: str | Path | None = None, cache_dir: str | Path | None = None,
+    use_cache: bool = True, **options: Any
 ) -> dict[str, Any]:
     """``describe`` of a file or folder in format ``fmt`` (``raysearch data describe --path P --format F``).
 
     ``path`` is taken relative to the current directory when it exists there, else to the data directory.
     A source with train/test parts is described as given (validation carved as usual); a single pooled
     file gets the ``ratio`` split (8:1:1 per user) so that per-split counts mean something. ``options``
-    are further ``DatasetConfig`` fields (``sep``, ``header``, ``user_col``, ``split``...).
+    are further ``DatasetConfig`` fields (``sep``, ``header``, ``user_col``, ``split``...). The parsed
+    dataset is cached as a named one is (``load_dataset``; ``use_cache=False`` parses again).
     """
     known = {f.name for f in dataclasses.fields(DatasetConfig)} - {"format", "path"}
     unknown = sorted(set(options) - known)
@@ -207,4 +208,4 @@ def describe_path(
         files, _ = locate_sources(config, data_dir)
         pooled = set(files) - {"negative"} <= {"all"}
         config = dataclasses.replace(config, split="ratio" if pooled else "given")
-    return describe(load_dataset(config, data_dir=data_dir, use_cache=use_cache))
+    return describe(load_dataset(config, data_dir=data_dir, cache_dir=cache_dir, use_cache=use_cache))

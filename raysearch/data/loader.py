@@ -34,6 +34,7 @@ from raysearch.data.dataset import Dataset
 from raysearch.data.interactions import Interactions
 from raysearch.data.preprocess import IdMap, compact_index, preprocess
 from raysearch.data.readers import READERS, NegativeLists, RawData, locate, needed_files
+from raysearch.data.side_info import SIDE_INFO_KEYS, load_side_info, with_side_info
 from raysearch.data.splits import (
     SPLITS,
     SplitInput,
@@ -138,7 +139,8 @@ def fingerprint(config: DatasetConfig, sources: list[dict[str, Any]]) -> str:
     """16 hex digits: hash of the sources' contents, the resolved config and the cache format version."""
     key = {
         "version": CACHE_FORMAT_VERSION,
-        "config": to_plain(config),
+        # side information is keyed on its own (raysearch.data.side_info): the split's identity stays
+        "config": {k: v for k, v in to_plain(config).items() if k not in SIDE_INFO_KEYS},
         "sources": [[s["part"], s["sha256"]] for s in sources],
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -418,14 +420,15 @@ def load_dataset(
     sources = describe_sources(files, base)
     key = fingerprint(config, sources)
     path = cache_path(config, key, cache_dir)
-    if use_cache:
-        cached = load_cache(path, key)
-        if cached is not None:
-            return cached
-    dataset = build_dataset(reader.read(files, config), config, sources, key)
-    if use_cache:
+    cached = load_cache(path, key) if use_cache else None
+    dataset = cached if cached is not None else build_dataset(reader.read(files, config), config, sources, key)
+    # side information (dataset.item_attributes, dataset.social_network): read and validated before any
+    # cache entry is written, so that a bad side file leaves nothing behind
+    folder = next(iter(files.values())).parent if files else None
+    side = load_side_info(config, dataset, folder, base, cache_root(cache_dir) if use_cache else None)
+    if use_cache and cached is None:
         try:
             save_cache(dataset, path)
         except OSError as err:
             warnings.warn(f"could not write the dataset cache {path} ({err})", stacklevel=2)
-    return dataset
+    return with_side_info(dataset, side, config)

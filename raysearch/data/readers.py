@@ -125,8 +125,9 @@ def needed_files(config: DatasetConfig) -> str:
 def _glob_one(folder: Path, pattern: str, config: DatasetConfig) -> Path | None:
     matches = sorted(p for p in folder.glob(pattern) if p.is_file())
     if len(matches) > 1:
-        # RecBole/NCF layouts are NAME.*: prefer the dataset's own name when several files match.
-        named = [p for p in matches if p.name.split(".")[0] == config.name]
+        # RecBole/NCF layouts are NAME.*: prefer the dataset's own name when several files match (a named
+        # dataset pointed at other data, NAME@FOLDER, still prefers NAME.*).
+        named = [p for p in matches if p.name.split(".")[0] == config.name.split("@")[0]]
         if len(named) == 1:
             return named[0]
         names = ", ".join(p.name for p in matches)

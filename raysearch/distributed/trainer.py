@@ -56,10 +56,11 @@ def worker_loop(loop_config: dict[str, Any]) -> None:
 
 
 def cpus_per_worker(cfg: RunConfig, available: float) -> int:
-    """CPUs (and torch threads) per worker: trainer.threads when set, else an even share of the node."""
+    """CPUs (and torch threads) per worker: trainer.threads when set, else an even share of the node's
+    share of this run (its CPUs / trainer.shared_by)."""
     if cfg.trainer.threads:
         return cfg.trainer.threads
-    return max(1, int(available // cfg.trainer.workers))
+    return max(1, int(available // cfg.trainer.shared_by // cfg.trainer.workers))
 
 
 def train_distributed(cfg: RunConfig, run_dir: RunDir, data_dir: str | None = None,

@@ -114,10 +114,15 @@ class Recommender(nn.Module, ABC):
 
         ``reps``: this step's propagation (None for models that do not propagate). ``users0`` (B, d),
         ``items0`` (B, P + K, d): the layer-0 rows of the step's ids. Default: LightGCN's L2, ``reg`` x
-        (sum of squared entries) / 2 / B, named "l2" (none when ``reg`` is 0).
+        (sum of squared entries) / 2 / B, named "l2" (none when ``reg`` is 0); for a batch of groups
+        (``batch.groups``: GDNS's summed group-wise loss) the L2 of its N x K (u, i, j) pairs
+        (``group_l2_regulariser``), so that ``reg`` weighs a pair's L2 against its loss term as it does
+        under a mean pairwise loss.
         """
         if reg <= 0:
             return {}
+        if batch.groups:
+            return {"l2": reg * group_l2_regulariser(batch.size, users0, items0, batch.n_positives)}
         extra = () if batch.negative_rows0 is None else (batch.negative_rows0,)
         return {"l2": reg * l2_regulariser(batch.size, users0, items0, *extra)}
 
@@ -214,6 +219,26 @@ class TableLookup(Recommender):
 def l2_regulariser(batch_size: int, *rows: Tensor) -> Tensor:
     """(sum of squared entries of ``rows``) / 2 / batch_size: LightGCN's L2 term on the batch's layer-0 rows."""
     return sum(r.pow(2).sum() for r in rows) / 2 / batch_size
+
+
+def group_l2_regulariser(batch_size: int, users0: Tensor, items0: Tensor, n_positives: int) -> Tensor:
+    """The L2 term of a batch of groups, one (u, i, j) row's L2 for each of a user's N x K pairs.
+
+    ``users0`` (B, d); ``items0`` (B, N + K, d): the positive group's rows, then the negative group's. GDNS's
+    loss sums each user's N x K hinge terms (its eq. 6) where BPR averages one pair a row; under both, ``reg``
+    weighs each pair's L2, |p_u|^2 + |q_i|^2 + |q_j|^2 over 2, against that pair's loss term with one
+    weight when the group loss's L2 is
+
+        (sum over users of N K |p_u|^2 + K sum_i |q_i|^2 + N sum_j |q_j|^2) / 2 / B,
+
+    which is ``l2_regulariser`` of the B N K rows (u, i, j) times N K (the data term's sum over a user's
+    pairs is N K times their mean). A row appearing in several pairs counts once a pair (a positive drawn
+    twice: twice K).
+    """
+    n = n_positives
+    k = items0.shape[1] - n
+    pos, neg = items0[:, :n], items0[:, n:]
+    return (n * k * users0.pow(2).sum() + k * pos.pow(2).sum() + n * neg.pow(2).sum()) / 2 / batch_size
 
 
 SCORER_CHUNK_PAIRS = 8192  # (user, item) pairs a chunk of a CPU scorer's call: gathered rows stay in cache

@@ -34,6 +34,7 @@ from torch import nn
 from raysearch.config import require
 from raysearch.models.base import MODELS, Recommender, Representations
 from raysearch.models.graph import SparseGraph, bipartite_adjacency
+from raysearch.models.initialisers import INITIALISERS, check_init
 from raysearch.models.layers import mlp_layers
 
 SIMILARITIES = ("dot", "cosine")
@@ -46,6 +47,7 @@ class DMFParams:
     item_layers: tuple[int, ...] = (64, 64)  # hidden sizes of the item MLP (the same last size)
     similarity: str = "dot"  # dot (RecBole) | cosine (the paper)
     init_std: float = 0.01  # every weight ~ normal(0, init_std)
+    init: str = "normal"  # RecBole's _init_weights; tables and MLP weights alike, biases 0
 
     def __post_init__(self) -> None:
         require(self.dim >= 1, "model.dim", "must be >= 1")
@@ -56,7 +58,7 @@ class DMFParams:
                 f"must end with the user MLP's size {self.user_layers[-1]}, got {self.item_layers[-1]}")
         require(self.similarity in SIMILARITIES, "model.similarity",
                 f"must be one of {', '.join(SIMILARITIES)}, got {self.similarity!r}")
-        require(self.init_std > 0, "model.init_std", "must be > 0")
+        check_init(self.init, self.init_std)
 
 
 @MODELS.register("dmf")
@@ -77,13 +79,12 @@ class DMF(Recommender):
         if self.user_mlp is None:
             self.user_mlp = mlp_layers((p.dim, *p.user_layers))
             self.item_mlp = mlp_layers((p.dim, *p.item_layers))
-        std = p.init_std
-        self.tables.initialise(lambda w: nn.init.normal_(w, 0.0, std))
+        init, std = INITIALISERS.get(p.init), p.init_std
+        self.tables.initialise(init.tables(std))
         with torch.no_grad():
             for layer in (*self.user_mlp, *self.item_mlp):
                 if isinstance(layer, nn.Linear):
-                    nn.init.normal_(layer.weight, 0.0, std)
-                    layer.bias.zero_()
+                    init.linear(layer, std)
 
     def propagate(self) -> Representations:
         local = self.tables.local_nodes()  # this process's rows of [W_i ; W_u]

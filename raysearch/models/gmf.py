@@ -9,19 +9,19 @@ from torch import Tensor, nn
 
 from raysearch.config import require
 from raysearch.models.base import MODELS
-from raysearch.models.mf import INITIALISERS, MF
+from raysearch.models.initialisers import check_init
+from raysearch.models.mf import MF
 
 
 @dataclass(frozen=True)
 class GMFParams:
     dim: int = 32  # the GDNS / SRNS setting
-    init: str = "trunc_normal"  # SRNS's official GMF: truncated normal, std 0.01
+    init: str = "trunc_normal"  # SRNS's official GMF: truncated normal, std 0.01 (RecBole has no GMF)
     init_std: float = 0.01
 
     def __post_init__(self) -> None:
         require(self.dim >= 1, "model.dim", "must be >= 1")
-        require(self.init in INITIALISERS, "model.init", f"must be one of {', '.join(sorted(INITIALISERS))}")
-        require(self.init_std > 0, "model.init_std", "must be > 0")
+        check_init(self.init, self.init_std)
 
 
 @MODELS.register("gmf")
@@ -37,7 +37,7 @@ class GMF(MF):
         super().reset_parameters()
         if self.h is None:
             self.h = nn.Parameter(torch.empty(self.params.dim, 1))
-        # Glorot-uniform output weights, as SRNS's GMF (a (d, 1) dense layer).
+        # Glorot-uniform output weights, as SRNS's GMF (a (d, 1) dense layer), whatever model.init says.
         with torch.no_grad():
             nn.init.xavier_uniform_(self.h)
 

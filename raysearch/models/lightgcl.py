@@ -32,13 +32,14 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from scipy.sparse.linalg import svds
-from torch import Tensor, nn
+from torch import Tensor
 
 from raysearch.batch import Batch
 from raysearch.config import require
 from raysearch.errors import ConfigError
 from raysearch.models.base import MODELS, Recommender, Representations
 from raysearch.models.graph import SparseGraph, symmetric_normalised
+from raysearch.models.initialisers import INITIALISERS, check_init
 
 DENSE_SVD_MAX_ENTRIES = 4_000_000  # below this many matrix entries, LAPACK's full SVD, truncated
 
@@ -51,6 +52,8 @@ class LightGCLParams:
     temperature: float = 0.2  # tau of the contrastive term
     cl_weight: float = 0.2  # lambda_1, the contrastive term's weight
     edge_dropout: float = 0.0  # share of A_hat's entries dropped each step while training
+    init: str = "xavier_uniform"  # the official code's (and RecBole-GNN's)
+    init_std: float = 0.1  # std of init=normal / trunc_normal
 
     def __post_init__(self) -> None:
         require(self.dim >= 1, "model.dim", "must be >= 1")
@@ -59,6 +62,7 @@ class LightGCLParams:
         require(self.temperature > 0, "model.temperature", f"must be > 0, got {self.temperature}")
         require(self.cl_weight >= 0, "model.cl_weight", f"must be >= 0, got {self.cl_weight}")
         require(0 <= self.edge_dropout < 1, "model.edge_dropout", f"must be in [0, 1), got {self.edge_dropout}")
+        check_init(self.init, self.init_std)
 
 
 def truncated_svd(matrix: sp.spmatrix, rank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -96,7 +100,7 @@ class LightGCL(Recommender):
             self.register_buffer(name, torch.as_tensor(value, dtype=torch.float32), persistent=False)
 
     def reset_parameters(self) -> None:
-        self.tables.initialise(nn.init.xavier_uniform_)
+        self.tables.initialise(INITIALISERS.get(self.params.init).tables(self.params.init_std))
 
     def propagate(self) -> Representations:
         e_u0, e_i0 = self.tables.user_table(), self.tables.item_table()
@@ -126,7 +130,9 @@ class LightGCL(Recommender):
                        + infonce(reps.views["G_i"][items], reps.items, items, tau))
         terms = {"contrastive": self.params.cl_weight * contrastive}
         if reg > 0:
-            terms["l2"] = reg * sum(p.pow(2).sum() for p in self.parameters())
+            # a batch of groups sums N x K pair terms a user: its L2 weighs N x K pairs' worth (base.loss_terms)
+            pairs = batch.n_positives * batch.n_negatives if batch.groups else 1
+            terms["l2"] = reg * pairs * sum(p.pow(2).sum() for p in self.parameters())
         return terms
 
 

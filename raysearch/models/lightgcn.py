@@ -1,15 +1,19 @@
-"""LightGCN (He et al., SIGIR 2020): K propagation layers on D^-1/2 A D^-1/2, layer mean, dot product."""
+"""LightGCN (He et al., SIGIR 2020): K propagation layers on D^-1/2 A D^-1/2, layer mean, dot product.
+
+Initialisation (``model.init``): normal(0, ``init_std`` = 0.1) as LightGCN-PyTorch by default; RecBole-GNN's
+LightGCN (which the official ICPNS code runs) draws Xavier-uniform tables, ``model.init=xavier_uniform``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from raysearch.config import require
 from raysearch.models.base import MODELS, Recommender, Representations
 from raysearch.models.graph import SparseGraph, symmetric_normalised
+from raysearch.models.initialisers import INITIALISERS, check_init
 
 
 @dataclass(frozen=True)
@@ -17,11 +21,12 @@ class LightGCNParams:
     dim: int = 64
     n_layers: int = 3
     init_std: float = 0.1  # LightGCN-PyTorch: normal(0, 0.1)
+    init: str = "normal"  # LightGCN-PyTorch's; RecBole-GNN's (the official ICPNS code's): xavier_uniform
 
     def __post_init__(self) -> None:
         require(self.dim >= 1, "model.dim", "must be >= 1")
         require(self.n_layers >= 0, "model.n_layers", "must be >= 0")
-        require(self.init_std > 0, "model.init_std", "must be > 0")
+        check_init(self.init, self.init_std)
 
 
 @MODELS.register("lightgcn")
@@ -37,8 +42,7 @@ class LightGCN(Recommender):
         self.graph = SparseGraph(symmetric_normalised(train)[self.tables.local_node_ids()])
 
     def reset_parameters(self) -> None:
-        std = self.params.init_std
-        self.tables.initialise(lambda w: nn.init.normal_(w, std=std))
+        self.tables.initialise(INITIALISERS.get(self.params.init).tables(self.params.init_std))
 
     def propagate(self) -> Representations:
         local = self.tables.local_nodes()  # layer 0, this process's node rows

@@ -4,30 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import nn
-
 from raysearch.config import require
 from raysearch.models.base import MODELS, TableLookup
+from raysearch.models.initialisers import INITIALISERS, check_init
 
 
 @dataclass(frozen=True)
 class MFParams:
     dim: int = 64
-    init: str = "xavier_normal"  # RecBole's BPR initialisation; "normal" uses init_std
-    init_std: float = 0.1
+    init: str = "xavier_normal"  # a name in raysearch.models.initialisers (RecBole's BPR: xavier_normal)
+    init_std: float = 0.1  # std of init=normal / trunc_normal
 
     def __post_init__(self) -> None:
         require(self.dim >= 1, "model.dim", "must be >= 1")
-        require(self.init in INITIALISERS, "model.init", f"must be one of {', '.join(sorted(INITIALISERS))}")
-        require(self.init_std > 0, "model.init_std", "must be > 0")
-
-
-INITIALISERS = {
-    "xavier_normal": lambda std: nn.init.xavier_normal_,
-    "xavier_uniform": lambda std: nn.init.xavier_uniform_,
-    "normal": lambda std: (lambda w: nn.init.normal_(w, std=std)),
-    "trunc_normal": lambda std: (lambda w: nn.init.trunc_normal_(w, std=std, a=-2 * std, b=2 * std)),
-}
+        check_init(self.init, self.init_std)
 
 
 @MODELS.register("mf")
@@ -37,4 +27,4 @@ class MF(TableLookup):
     Params = MFParams
 
     def reset_parameters(self) -> None:
-        self.tables.initialise(INITIALISERS[self.params.init](self.params.init_std))
+        self.tables.initialise(INITIALISERS.get(self.params.init).tables(self.params.init_std))

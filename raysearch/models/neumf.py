@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from raysearch.config import require
 from raysearch.models.base import MODELS, TableLookup
+from raysearch.models.initialisers import INITIALISERS, check_init
 from raysearch.models.layers import mlp_layers
 
 
@@ -41,6 +42,7 @@ class NeuMFParams:
     mlp_layers: tuple[int, ...] = (128, 64)  # hidden sizes of the MLP tower
     dropout: float = 0.1  # dropout before each MLP layer
     init_std: float = 0.01  # embeddings ~ normal(0, init_std)
+    init: str = "normal"  # of the embeddings only (RecBole's NeuMF leaves its linear layers at torch's default)
 
     def __post_init__(self) -> None:
         require(self.mf_dim >= 1, "model.mf_dim", "must be >= 1")
@@ -48,7 +50,7 @@ class NeuMFParams:
         require(len(self.mlp_layers) >= 1 and all(s >= 1 for s in self.mlp_layers), "model.mlp_layers",
                 f"must be one or more positive sizes, got {list(self.mlp_layers)}")
         require(0 <= self.dropout < 1, "model.dropout", f"must be in [0, 1), got {self.dropout}")
-        require(self.init_std > 0, "model.init_std", "must be > 0")
+        check_init(self.init, self.init_std)
 
     @property
     def dim(self) -> int:
@@ -68,8 +70,7 @@ class NeuMF(TableLookup):
 
     def reset_parameters(self) -> None:
         p = self.params
-        std = p.init_std
-        self.tables.initialise(lambda w: nn.init.normal_(w, mean=0.0, std=std))
+        self.tables.initialise(INITIALISERS.get(p.init).tables(p.init_std))
         if self.mlp is None:
             self.mlp = mlp_layers((2 * p.mlp_dim, *p.mlp_layers), p.dropout)
             self.predict = nn.Linear(p.mf_dim + p.mlp_layers[-1], 1)

@@ -5,7 +5,9 @@ dropout, then the L2-normalised e' is kept; the final representation concatenate
 normalised layer. A_hat = D^-1 (A + I) (the official ``norm_adj``), with node dropout on its entries.
 Departure: the official code regularises the final concatenated representations; raysearch applies
 the same L2 term as every other backbone (the batch's layer-0 rows) so that ``trainer.reg`` means one
-thing across backbones.
+thing across backbones. Initialisation (``model.init``, tables and the linear layers alike): the official
+code's Xavier-uniform on tables, weights and biases by default (``xavier_uniform_bias``); RecBole's and
+RecBole-GNN's NGCF (the official ICPNS code's) is ``xavier_normal`` with biases 0.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from raysearch.config import require
 from raysearch.errors import ConfigError
 from raysearch.models.base import MODELS, Recommender, Representations
 from raysearch.models.graph import SparseGraph, mean_normalised_with_self_loops
+from raysearch.models.initialisers import INITIALISERS, check_init
 
 
 @dataclass(frozen=True)
@@ -28,12 +31,17 @@ class NGCFParams:
     layer_sizes: tuple[int, ...] = (64, 64, 64)
     node_dropout: float = 0.1
     message_dropout: float = 0.1
+    # NGCF-PyTorch's: Xavier-uniform tables, weights and biases; RecBole's (and RecBole-GNN's): xavier_normal,
+    # biases 0. The linear layers follow model.init, as RecBole's self.apply(...) does.
+    init: str = "xavier_uniform_bias"
+    init_std: float = 0.1  # std of init=normal / trunc_normal
 
     def __post_init__(self) -> None:
         require(self.dim >= 1, "model.dim", "must be >= 1")
         require(all(s >= 1 for s in self.layer_sizes), "model.layer_sizes", "must be positive sizes")
         require(0 <= self.node_dropout < 1, "model.node_dropout", "must be in [0, 1)")
         require(0 <= self.message_dropout < 1, "model.message_dropout", "must be in [0, 1)")
+        check_init(self.init, self.init_std)
 
 
 @MODELS.register("ngcf")
@@ -50,16 +58,16 @@ class NGCF(Recommender):
         self.graph = SparseGraph(mean_normalised_with_self_loops(train)[self.tables.local_node_ids()])
 
     def reset_parameters(self) -> None:
-        self.tables.initialise(nn.init.xavier_uniform_)
+        init, std = INITIALISERS.get(self.params.init), self.params.init_std
+        self.tables.initialise(init.tables(std))
         if self.gc is None:
             pairs = list(zip(self._sizes[:-1], self._sizes[1:], strict=True))
             self.gc = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
             self.bi = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
         with torch.no_grad():
             for layer in (*self.gc, *self.bi):
-                # The official code draws both W and b (as a (1, out) matrix) with Xavier-uniform.
-                nn.init.xavier_uniform_(layer.weight)
-                nn.init.xavier_uniform_(layer.bias.view(1, -1))
+                # default: the official code draws both W and b (as a (1, out) matrix) with Xavier-uniform
+                init.linear(layer, std)
 
     def propagate(self) -> Representations:
         ego_local = self.tables.local_nodes()  # this process's node rows (all of them in one process)

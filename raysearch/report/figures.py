@@ -247,6 +247,36 @@ def cost_figure(rows: Sequence[Mapping[str, Any]], colours: Mapping[str, str]) -
     return _layout(fig, "Cost of each sampler's own stage (mean over runs; ICPNS: fine-tuning)")
 
 
+VERDICT_SYMBOL = {"best": "star", "tied": "circle", "worse": "circle-open", "untested": "x"}
+
+
+def accuracy_cost_figure(costs: Sequence[Any], colours: Mapping[str, str], metric: str,
+                         standing: Mapping[str, str]) -> go.Figure:
+    """Test ``metric`` (mean ± std over the tested runs) against each sampler's total compute in minutes
+    (``tables.SamplerCost``), one point per sampler. ``standing``: per sampler ``best``, ``tied`` (not
+    distinguishable from the best), ``worse`` or ``untested`` (no verdict), which sets the marker."""
+    fig = go.Figure()
+    for c in costs:
+        minutes = c.seconds / 60.0
+        state = standing.get(c.sampler, "untested")
+        fig.add_trace(go.Scatter(
+            x=[minutes], y=[c.mean], mode="markers+text", name=c.sampler, text=[c.sampler], textposition="top center",
+            marker={"color": colours[c.sampler], "size": 18 if state == "best" else 13, "symbol": VERDICT_SYMBOL[state],
+                    "line": {"width": 2, "color": colours[c.sampler]}},
+            error_y={"type": "data", "array": [0.0 if math.isnan(c.std) else c.std]},
+            hovertemplate=(f"{c.sampler} ({state})<br>test {metric} %{{y:.4f}}<br>%{{x:.1f}} min in all: "
+                           f"{c.trials} trials ({c.trial_epochs} epochs), {c.tested_runs} tested runs"
+                           + (f", {c.pretraining_runs} shared pre-training" if c.pretraining_runs else "")
+                           + "<extra></extra>")))
+    spread = [c.seconds for c in costs if c.seconds > 0]
+    log_x = bool(spread) and max(spread) / min(spread) > 10
+    return _layout(fig, f"Test {metric} against total compute (★ best; ● indistinguishable from it; ○ below it)",
+                   height=400, showlegend=False,
+                   xaxis={"title": {"text": "total compute, minutes (search + tested runs + shared pre-training)"},
+                          **({"type": "log"} if log_x else {"rangemode": "tozero"})},
+                   yaxis_title=f"test {metric}")
+
+
 def scale_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
     """``raysearch bench scale`` rows against the number of workers, one line per backbone."""
     panels = (("epoch_seconds", "time per epoch (s)"), ("draws_per_second", "draws per second"),

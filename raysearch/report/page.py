@@ -16,15 +16,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from raysearch.evaluation.significance import PairedTest
+from raysearch.evaluation.significance import PairedTest, Verdict
 from raysearch.report import figures as F
 from raysearch.report.runs import TrackedRun
 from raysearch.report.search import Trials, importance_note, param_importances, search_trials
 from raysearch.report.tables import (
     Block,
     Comparison,
+    SamplerCost,
     band_k,
     band_rows,
+    block_verdict,
     blocks,
     community_items,
     community_run,
@@ -32,7 +34,9 @@ from raysearch.report.tables import (
     cost_rows,
     curves,
     metric_label,
+    selection_key,
     significance,
+    total_costs,
 )
 from raysearch.version import code_version
 
@@ -76,6 +80,23 @@ class SignificanceTable:
 
 
 @dataclass(frozen=True)
+class VerdictPart:
+    """A block's verdict in words (``significance.Verdict``), or why there is none (``missing``)."""
+
+    verdict: Verdict | None
+    missing: str = ""
+    kind: str = "verdict"
+
+
+@dataclass(frozen=True)
+class BudgetTable:
+    """Per sampler of a block, what its result cost in all (``tables.SamplerCost``)."""
+
+    costs: tuple[SamplerCost, ...]
+    kind: str = "budget"
+
+
+@dataclass(frozen=True)
 class Grid:
     """Plots and notes side by side; ``layout``: ``even`` (equal columns) or ``wide`` (1 : 2)."""
 
@@ -109,11 +130,42 @@ class _Plots:
 
 
 # --------------------------------------------------------------------------- sections
+def verdict_section(bs: Sequence[Block], runs: Sequence[TrackedRun], plot: _Plots,
+                    colours: dict[str, str]) -> Section:
+    """The first screen: per block, which sampler is best on the selection metric, which others cannot be
+    told apart from it, and what each one cost in all."""
+    s = Section("verdict", "Which sampler, at what cost",
+                "Per dataset × backbone × protocol: the best sampler on the test value of the selection metric "
+                "(the metric every search selected on, on validation), and which others are statistically "
+                "indistinguishable from it (paired t-tests over test users against the best, per-user values "
+                "averaged over seeds, Holm-adjusted for the number of comparisons). The chart puts each "
+                "sampler's test value against its total compute: its search trials, its tested runs and a "
+                "shared pre-training (ICPNS's first stage), as the sum of the runs' wall-clock minutes.")
+    for b in bs:
+        s.parts.append(Heading(b.title))
+        found = block_verdict(b)
+        missing = "" if found else ("one sampler only: nothing to compare" if len(b.samplers) < 2 else
+                                    "no verdict: per-user test values are missing for all but one sampler")
+        s.parts.append(VerdictPart(found, missing))
+        costs = total_costs(b, runs)
+        standing = {c.sampler: "untested" for c in costs}
+        if found:
+            standing.update({found.best: "best", **dict.fromkeys(found.tied, "tied"),
+                             **dict.fromkeys(found.worse, "worse")})
+        label = metric_label(selection_key(b))
+        s.parts.append(Grid((plot(f"accuracy-cost/{b.slug}", F.accuracy_cost_figure(costs, colours, label, standing)),
+                             BudgetTable(tuple(costs)))))
+    if not bs:
+        s.parts.append(Note("No tested runs in this experiment, so no verdict: it needs the final runs of a study "
+                            "(`raysearch tune`) or runs of `raysearch train tracking.enabled=true`."))
+    return s
+
+
 def comparison_section(bs: Sequence[Block]) -> Section:
     s = Section("comparison", "Which sampler wins where",
                 "Test metrics of the selected configurations: mean ± standard deviation over seeds "
                 "(sample std; one run shows its value alone). ★ marks the best mean of each column within "
-                "a dataset × backbone × protocol. Below a table: ICPNS and GDNS each against the best other "
+                "a dataset × backbone × protocol; ◆ marks the selection metric. Below a table: ICPNS and GDNS each against the best other "
                 "sampler, paired over test users on the selection metric (per-user values averaged over "
                 "seeds; two-sided paired t-test and Wilcoxon signed-rank test).")
     for b in bs:
@@ -260,6 +312,15 @@ def _full(value: float) -> str:
     return "nan" if value is None or math.isnan(value) else repr(float(value))
 
 
+def _duration(seconds: float) -> str:
+    """``42 s``, ``3.5 min``, ``2.1 h``: a compute total as a reader takes it in."""
+    if seconds is None or math.isnan(seconds):
+        return "–"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
 def _environment():
     import jinja2
 
@@ -268,6 +329,7 @@ def _environment():
     env.filters["full"] = _full
     env.filters["label"] = metric_label
     env.filters["fmt"] = lambda v, digits=4: "–" if v is None or math.isnan(v) else f"{v:.{digits}f}"
+    env.filters["duration"] = _duration
     return env
 
 
@@ -286,7 +348,7 @@ def render(runs: Sequence[TrackedRun], experiment: str, tracking_uri: str,
     trials = search_trials(runs)
     colours = F.sampler_colours([r.sampler for r in runs])
     plot = _Plots()
-    sections = [comparison_section(bs), curves_section(bs, plot, colours),
+    sections = [verdict_section(bs, runs, plot, colours), comparison_section(bs), curves_section(bs, plot, colours),
                 search_section(trials, plot, colours), communities_section(bs, plot),
                 breakdowns_section(bs, plot, colours), cost_section(bs, plot, colours, scale)]
     datasets = sorted({(r.dataset, r.tag("dataset_fingerprint")) for r in runs})

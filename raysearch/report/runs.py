@@ -54,6 +54,12 @@ class TrackedRun:
     results: Mapping[str, Any] = field(default_factory=dict)
     epochs: tuple[Mapping[str, Any], ...] = ()
     per_user: tuple[np.ndarray, Mapping[str, np.ndarray]] | None = None  # the test_per_user.npz artifact
+    end_time: int | None = None  # ms since the epoch; None while running
+
+    @property
+    def seconds(self) -> float:
+        """Wall-clock seconds from the run's start to its end (NaN while it runs)."""
+        return (self.end_time - self.start_time) / 1000.0 if self.end_time and self.start_time else math.nan
 
     def tag(self, key: str, default: str = "") -> str:
         return self.tags.get(f"{TAG_PREFIX}{key}", default)
@@ -81,7 +87,8 @@ class TrackedRun:
 
     @property
     def phase(self) -> str:
-        """``search`` or ``final`` for study runs, ``train`` for runs of ``raysearch train``."""
+        """``search``, ``final`` or ``pretrain`` (a study's shared first stage) for study runs, ``train`` for
+        runs of ``raysearch train``."""
         return self.tag("phase", "train")
 
     @property
@@ -165,7 +172,7 @@ def _tracked(client, run, tmp: Path) -> TrackedRun:
     info, data = run.info, run.data
     record = TrackedRun(run_id=info.run_id, name=info.run_name or info.run_id, status=info.status,
                         start_time=int(info.start_time or 0), tags=dict(data.tags), params=dict(data.params),
-                        metrics=dict(data.metrics))
+                        metrics=dict(data.metrics), end_time=int(info.end_time) if info.end_time else None)
     key = mlflow_key(VALID_PREFIX + record.valid_metric)
     history: dict[int, float] = {}
     for m in sorted(client.get_metric_history(info.run_id, key), key=lambda m: (m.step, m.timestamp)):

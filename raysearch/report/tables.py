@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from raysearch.errors import DataError
-from raysearch.evaluation.significance import PairedTest, paper_samplers_against_best
+from raysearch.evaluation.significance import PairedTest, Verdict, paper_samplers_against_best, verdict
 from raysearch.report.runs import TEST_PREFIX, TrackedRun
+from raysearch.tracking import mlflow_key
 
 METRIC_ORDER = ("recall", "ndcg", "mrr", "hit", "precision")  # column order of the comparison table
 IGNORED_PARAMS = ("trainer.seed", "tracking.")  # what may differ between seeds of one configuration
@@ -99,6 +100,11 @@ class Comparison:
     metrics: tuple[str, ...]  # MLflow keys, table column order
     rows: tuple[ComparisonRow, ...]
 
+    @property
+    def selection(self) -> str:
+        """The column of the selection metric (its test value)."""
+        return selection_key(self.block)
+
 
 def metric_label(key: str) -> str:
     """``test/ndcg_at_10`` -> ``ndcg@10``."""
@@ -171,9 +177,8 @@ def curves(block: Block) -> list[Curve]:
 
 
 # --------------------------------------------------------------------------- significance
-def significance(block: Block) -> list[PairedTest]:
-    """ICPNS and GDNS (those of them in the block) each against the block's best other sampler on the
-    selection metric, paired over test users; a sampler's per-user values are averaged over its runs.
+def per_user_runs(block: Block) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """Per sampler, each run's per-user test values of the selection metric as ``(users, values)``.
     Samplers whose runs lack per-user values are left out (runs logged before they were kept)."""
     metric = block.valid_metric
     per_run = {}
@@ -181,7 +186,67 @@ def significance(block: Block) -> list[PairedTest]:
         runs = block.runs_of(sampler)
         if all(r.per_user is not None and metric in r.per_user[1] for r in runs):
             per_run[sampler] = [(r.per_user[0], r.per_user[1][metric]) for r in runs]
-    return paper_samplers_against_best(per_run, TEST_PREFIX + metric)
+    return per_run
+
+
+def significance(block: Block) -> list[PairedTest]:
+    """ICPNS and GDNS (those of them in the block) each against the block's best other sampler on the
+    selection metric, paired over test users; a sampler's per-user values are averaged over its runs."""
+    return paper_samplers_against_best(per_user_runs(block), TEST_PREFIX + block.valid_metric)
+
+
+def block_verdict(block: Block) -> Verdict | None:
+    """The block's verdict on the test value of its selection metric (``significance.verdict``: the best
+    sampler and which others are indistinguishable from it, Holm-adjusted); None with fewer than two
+    samplers that have per-user values."""
+    return verdict(per_user_runs(block), TEST_PREFIX + block.valid_metric)
+
+
+def selection_key(block: Block) -> str:
+    """The MLflow key of the selection metric's test value (``test/ndcg_at_10``)."""
+    return mlflow_key(TEST_PREFIX + block.valid_metric)
+
+
+# --------------------------------------------------------------------------- total cost and budget
+@dataclass(frozen=True)
+class SamplerCost:
+    """What a sampler's result in a block cost in all: its search trials, its tested runs and its shared
+    first stage (ICPNS's pre-training, run once per study). ``seconds``: the sum of those runs' wall-clock
+    durations (concurrent runs each count in full); ``mean``/``std``: the tested runs' selection metric."""
+
+    sampler: str
+    trials: int
+    trial_epochs: int
+    tested_runs: int
+    pretraining_runs: int
+    pretraining_epochs: int
+    seconds: float
+    mean: float
+    std: float
+    budgets: tuple[str, ...]  # the search's budget as the study tagged it (one per study)
+
+
+def total_costs(block: Block, runs: Sequence[TrackedRun]) -> list[SamplerCost]:
+    """Per sampler of ``block``, its total cost (``SamplerCost``). Search and pre-training runs count when
+    they belong to a study of the block's tested runs and match its dataset, protocol and backbone."""
+    studies = {r.study for r in block.runs if r.study}
+    key = selection_key(block)
+    out = []
+    for sampler in block.samplers:
+        tested = block.runs_of(sampler)
+        related = [r for r in runs if r.sampler == sampler and r.study in studies and r.phase in ("search", "pretrain")
+                   and (r.dataset, r.protocol, r.backbone) == (block.dataset, block.protocol, block.backbone)]
+        trials = [r for r in related if r.phase == "search"]
+        values = np.array([r.metrics[key] for r in tested if key in r.metrics], dtype=np.float64)
+        out.append(SamplerCost(
+            sampler=sampler, trials=len(trials), trial_epochs=sum(len(r.history) for r in trials),
+            tested_runs=len(tested), pretraining_runs=sum(r.phase == "pretrain" for r in related),
+            pretraining_epochs=sum(len(r.history) for r in related if r.phase == "pretrain"),
+            seconds=float(sum(r.seconds for r in [*tested, *related] if not math.isnan(r.seconds))),
+            mean=float(values.mean()) if values.size else math.nan,
+            std=float(values.std(ddof=1)) if values.size > 1 else math.nan,
+            budgets=tuple(sorted({r.tag("search_budget") for r in trials if r.tag("search_budget")}))))
+    return out
 
 
 # --------------------------------------------------------------------------- popularity bands

@@ -255,6 +255,13 @@ class Sampler(ABC):
         """Called after ``epoch`` with a scorer frozen at the end of it. No-op by default."""
         return None
 
+    def epoch_stats(self) -> dict[str, tuple[float, float]]:
+        """What the sampler measured on its draws since ``start_epoch``, by name: (total, count) pairs. The
+        trainer sums them over processes and records total / count (None when count is 0) in the epoch's
+        record under ``sampler_stats`` (``metrics.jsonl``, MLflow ``sampler/<name>``). None by default; a
+        sampler that measures returns the same names every epoch, counts 0 included."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """State across batches and epochs: numpy arrays and scalars only (for checkpoints)."""
         return {}

@@ -30,6 +30,19 @@ H over pairs; we use equation (4), the mean. t counts the user's visits.
 a user on several rows, the first row updates the state and every row selects from G^{t-1}; returns
 the top-k pool entries by G^{t-1}. For the false-negative analysis of section 4.6, ``pin`` puts known
 false negatives into pools permanently and ``pool_state`` exposes H and G.
+
+Does G steer? ``epoch_stats`` measures every visit's selection against its pool, per epoch (the trainer
+records the means in ``metrics.jsonl`` under ``sampler_stats``):
+- ``fresh_share``: the share of the negative group that is a never-visited entry (``seen`` False: G is
+  ``init_gain``, the paper's G^0 = 1, above a visited entry's G < 1, so fresh draws are picked first; in
+  float32 a visited entry whose H is tiny, an easy negative, rounds up to G = 1 and ties with them);
+  ``pool_fresh_share``: the share of the pool that is fresh, what a uniform pick of the group would give;
+- ``selected_percentile``: the mean pool percentile of the selected negatives by the current model's score
+  (the step's scorer, before its update): 100 x (entries of the pool scored lower + half the ties) /
+  (M - 1), so 50 is a random pool entry's, 100 the hardest; ``selected_fresh_percentile`` and
+  ``selected_visited_percentile``: the same over the fresh picks and over the G-selected visited ones.
+With ``alpha=1`` (G frozen at ``init_gain``) the group is a uniform pick of the pool: ``fresh_share``
+equals ``pool_fresh_share`` and the percentiles 50, up to noise.
 """
 
 from __future__ import annotations
@@ -101,6 +114,43 @@ class GDNS(Sampler):
         self.seen = np.zeros(shape, dtype=bool)
         self.pinned = np.zeros(shape, dtype=bool)
         self.filled = np.zeros(self.n_users, dtype=bool)
+        self._stats = self._no_stats()
+
+    # ----------------------------------------------------------------- steering measurements
+    _STATS = ("fresh_share", "pool_fresh_share", "selected_percentile", "selected_fresh_percentile",
+              "selected_visited_percentile")
+
+    @classmethod
+    def _no_stats(cls) -> dict[str, np.ndarray]:
+        return {name: np.zeros(2, dtype=np.float64) for name in cls._STATS}
+
+    def start_epoch(self, epoch: int, rng: RngLike) -> None:
+        self._stats = self._no_stats()
+
+    def epoch_stats(self) -> dict[str, tuple[float, float]]:
+        """(total, count) of each steering measurement (module docstring) over the visits since
+        ``start_epoch``: shares count group (or pool) entries, percentiles count selected entries."""
+        return {name: (float(v[0]), float(v[1])) for name, v in self._stats.items()}
+
+    def _measure(self, seen: np.ndarray, selected: np.ndarray, pool_scores: np.ndarray) -> None:
+        """Add one batch of visits to the epoch's measurements: ``seen`` bool (R, M) at selection time,
+        ``selected`` int (R, n) slots of the negative groups, ``pool_scores`` (R, M) under the current model."""
+        fresh = ~np.take_along_axis(seen, selected, axis=1)  # (R, n): never-visited picks
+        stats = self._stats
+        stats["fresh_share"] += (fresh.sum(), fresh.size)
+        stats["pool_fresh_share"] += ((~seen).sum(), seen.size)
+        m = pool_scores.shape[1]
+        if m < 2:
+            return
+        # mid-rank percentile among the other M - 1 entries: 100 (below + ties / 2) / (M - 1); (R, n, M)
+        # comparisons, fewer than the (R, N, M) sigmoids of the visit's H
+        mine = np.take_along_axis(pool_scores, selected, axis=1)[:, :, None]
+        below = np.count_nonzero(pool_scores[:, None, :] < mine, axis=-1)
+        ties = np.count_nonzero(pool_scores[:, None, :] == mine, axis=-1) - 1
+        picked = (below + 0.5 * ties) * (100.0 / (m - 1))
+        stats["selected_percentile"] += (picked.sum(), picked.size)
+        stats["selected_fresh_percentile"] += (picked[fresh].sum(), fresh.sum())
+        stats["selected_visited_percentile"] += (picked[~fresh].sum(), (~fresh).sum())
 
     # ----------------------------------------------------------------- state
     _STATE = ("items", "h_prev", "gain", "seen", "pinned", "filled")
@@ -220,6 +270,7 @@ class GDNS(Sampler):
         pool_scores = call_scorer(score_fn, users[:, None], items)
         h = self._expected_gap(users, pos_groups, pool_scores, score_fn)
         seen = self.seen[users]
+        self._measure(seen, selected, pool_scores)
         h_prev = np.where(seen, self.h_prev[users], h if p.init_gap is None else p.init_gap)
         g_prev = np.where(seen, self.gain[users], p.init_gain)
         g = p.alpha * g_prev + (1.0 - p.alpha) * sigmoid((h_prev - h) / (h + p.eps))

@@ -41,6 +41,7 @@ from raysearch.train.callbacks import RunCallback
 from raysearch.train.checkpoint import load_checkpoint
 from raysearch.train.context import TABLE_DRAWS, LocalContext, TableHosting, TrainingContext
 from raysearch.train.evaluator import Evaluator
+from raysearch.train.knowledge import SIDE_INFO, check_knowledge, side_params
 from raysearch.train.recluster import Reclustering, ReclusterParams
 from raysearch.train.rundir import RunDir, load_array, read_json
 from raysearch.train.trainer import StageOutcome, StageSpec, Trainer, validate_loss
@@ -337,6 +338,12 @@ def check_pretraining_source(source: Path, dataset: Dataset, model_params: Any, 
             "model parameters": to_plain(model_params)}
     have = {"sampler": entry("sampler", "name"), "dataset fingerprint": entry("dataset", "fingerprint"),
             "model": entry("model", "name"), "model parameters": entry("model", "params")}
+    if have["model"] == model_name and isinstance(have["model parameters"], dict):
+        # a key added since the source ran (model.init) has the default it ran with
+        try:
+            have["model parameters"] = to_plain(from_mapping(type(model_params), have["model parameters"], "model"))
+        except ConfigError:
+            pass  # not this code's parameters: reported as a mismatch below
     for key, value in want.items():
         if have[key] != value:
             raise ConfigError(f"sampler.pretrained_from: {source} ran with {key} {have[key]!r}, this run has "
@@ -366,7 +373,8 @@ def run_gdns(trainer: Trainer, cfg: RunConfig, dataset: Dataset, params: GdnsPip
     sampler.pin(fn_users, fn_items)
     history: list[dict[str, Any]] = []
     trainer.epoch_callbacks.append(
-        lambda record, s: history.append({"epoch": record["epoch"], **false_negative_stats(s)}))
+        lambda record, s: history.append({"epoch": record["epoch"], "steering": record.get("sampler_stats"),
+                                          **false_negative_stats(s)}))
     outcome = trainer.fit(StageSpec("train", sampler, cfg.trainer.epochs, cfg.trainer.lr))
     trainer.dataset = dataset
     analysis = {"n_false_negatives": int(fn_users.size), "per_epoch": history,
@@ -457,6 +465,17 @@ PIPELINES.register("icpns")(Pipeline(
 PIPELINES.register("gdns")(Pipeline(GdnsPipelineParams, run_gdns))
 
 
+# --------------------------------------------------------------------------- knowledge-enhanced samplers
+def run_knowledge(trainer: Trainer, cfg: RunConfig, dataset: Dataset, params: NoParams,
+                  sampler_params: dict[str, Any]) -> PipelineRun:
+    """``attribute`` and ``social``: one stage, the dataset's side information supplied (train/knowledge.py)."""
+    return run_single(trainer, cfg, dataset, params, {**sampler_params, **side_params(cfg.sampler.name, dataset)})
+
+
+for _name, (_key, *_) in SIDE_INFO.items():
+    PIPELINES.register(_name)(Pipeline(NoParams, run_knowledge, check=check_knowledge, supplies=frozenset({_key})))
+
+
 # --------------------------------------------------------------------------- the run
 def pipeline_of(sampler: str) -> Pipeline:
     """The pipeline ``raysearch train`` runs for ``sampler``: its own, or the single-stage default."""
@@ -521,11 +540,33 @@ def check_run(cfg: RunConfig, dataset: Dataset) -> None:
         pipeline.check(cfg, dataset, params)
 
 
-def configure_threads(threads: int) -> int:
-    """Set torch's intra-op threads explicitly (``0``: the CPUs this process may use)."""
-    n = threads or len(os.sched_getaffinity(0))
+def configure_threads(threads: int, shared_by: int = 1) -> int:
+    """Set torch's intra-op threads explicitly (``0``: an even share of the CPUs this process may use
+    among the ``shared_by`` runs sharing them, at least 1)."""
+    n = threads or max(1, len(os.sched_getaffinity(0)) // shared_by)
     torch.set_num_threads(n)
     return n
+
+
+BUSY_LOAD = 1.0  # a 1-minute load average of at least one CPU's worth of runnable work: others are busy
+
+
+def busy_cpus_warning(threads: int, shared_by: int, load: float | None = None) -> str | None:
+    """One line when ``trainer.threads=0`` would take every CPU (``shared_by`` 1) while the 1-minute load
+    average (``load``, else the machine's) shows other busy processes: runs that each take every CPU
+    oversubscribe them (two on 2 cores ran up to 23x slower per epoch than with one thread each)."""
+    cpus = len(os.sched_getaffinity(0))
+    if threads or shared_by > 1 or cpus < 2:
+        return None
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (OSError, AttributeError):
+            return None
+    if load < BUSY_LOAD:
+        return None
+    return (f"trainer.threads=0 takes all {cpus} CPUs, but the load average ({load:.1f}) shows other busy "
+            f"processes; if other runs share this machine, set trainer.shared_by=<runs> or trainer.threads=<n>")
 
 
 def build_model(cfg: RunConfig, dataset: Dataset, tables=None) -> Recommender:
@@ -547,7 +588,7 @@ def run_training(cfg: RunConfig, dataset: Dataset, run_dir: RunDir, context: Tra
     """
     context = context or LocalContext()
     started = time.perf_counter()
-    threads = configure_threads(threads if threads is not None else cfg.trainer.threads)
+    threads = configure_threads(threads if threads is not None else cfg.trainer.threads, cfg.trainer.shared_by)
     check_device(cfg)
     pipeline = pipeline_of(cfg.sampler.name)
     pipeline_params, sampler_params = split_sampler_params(cfg.sampler.params, pipeline.Params)

@@ -354,6 +354,11 @@ class Trainer:
             "steps": n_steps,
             "draws": draws,
         }
+        stats = sampler.epoch_stats()
+        if stats:  # (total, count) pairs summed over processes, recorded as means
+            names = sorted(stats)
+            summed = self.context.sum(np.array([stats[n] for n in names], dtype=np.float64).reshape(-1, 2))
+            record["sampler_stats"] = {n: float(t / c) if c else None for n, (t, c) in zip(names, summed, strict=True)}
         if comm is not None:
             record["comm_bytes_per_step"] = (comm.bytes_sent - comm_before) / n_steps
         if epoch == 0 or "memory" not in state:
@@ -414,7 +419,7 @@ class Trainer:
             users, pos = rows_of_step
             neg = sampler.sample(users, pos, num_negatives=self.cfg.num_negatives, rng=rng, score_fn=score_fn)
         log_q = sampler.log_q(users, pos, neg) if self.cfg.logq_correction else None
-        return Batch.of(users, pos, neg, log_q=log_q)
+        return Batch.of(users, pos, neg, log_q=log_q, groups=group_wise)
 
     def _memory_per_process(self, optimizer) -> dict[str, list[int]]:
         """Bytes of parameters and of optimiser state held by each process (lists indexed by rank)."""

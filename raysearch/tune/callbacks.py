@@ -15,11 +15,13 @@ from raysearch.tune.space import METRIC_PREFIX
 from raysearch.tune.trial import effective_config, trial_overrides
 
 
-def mlflow_callback(uri: str, experiment: str, study: str, phase: str, settings: Mapping[str, Any]):
+def mlflow_callback(uri: str, experiment: str, study: str, phase: str, settings: Mapping[str, Any],
+                    extra_tags: Mapping[str, str] | None = None):
     """A Tune ``MLflowLoggerCallback`` (it logs from the driver) that logs each trial's resolved
     configuration as parameters, tags its run (dataset, fingerprint, protocol, sampler, backbone, seed,
     code version, study, phase, selected), reuses the run of a resumed trial, and at the end logs the
-    trial's config, results and community summary as artifacts (not its checkpoints)."""
+    trial's config, results and community summary as artifacts (not its checkpoints). ``extra_tags``: more
+    tags for every run (the search's budget)."""
     import mlflow
     from ray.air.integrations.mlflow import MLflowLoggerCallback
 
@@ -42,7 +44,7 @@ def mlflow_callback(uri: str, experiment: str, study: str, phase: str, settings:
             info = _dataset_info(cfg, settings)
             tags = run_tags(cfg, info["name"], info["fingerprint"], info["protocol"], code_version())
             tags.update({"trial_name": str(trial), f"{TAG_PREFIX}study": study, f"{TAG_PREFIX}phase": phase,
-                         f"{TAG_PREFIX}selected": "true" if phase == "final" else "false"})
+                         f"{TAG_PREFIX}selected": "true" if phase == "final" else "false", **(extra_tags or {})})
             run = self.mlflow_util.start_run(tags=tags, run_name=str(trial))
             self._trial_runs[trial] = run.info.run_id
             self.mlflow_util.log_params(run_id=run.info.run_id, params_to_log=flat_params(cfg))

@@ -12,6 +12,7 @@ from typing import Any
 
 from raysearch.config import build_run_config, config_tree, expand_experiments, parse_override, resolve
 from raysearch.errors import ConfigError, RunStateError
+from raysearch.tracking import TAG_PREFIX
 from raysearch.train.rundir import RunDir, read_json, write_json_atomic
 from raysearch.tune.callbacks import TrialsRunning, mlflow_callback
 from raysearch.tune.progress import TrialProgress, quiet_ray_and_mlflow
@@ -107,6 +108,7 @@ def run_study(study: Study, data_dir: str | None = None, cache_dir: str | None =
     """Search every sampler, re-train each selection on the final seeds (test once each), summarise.
     ``report`` gets the study's own lines (one per finished trial among them); ``verbose`` keeps Ray's,
     Tune's and MLflow's console output too."""
+    study.search.check_budget(lambda sampler: _max_epochs(study, sampler, []))  # before anything runs
     import ray
 
     from raysearch.distributed.local_ray import init_ray
@@ -173,16 +175,49 @@ def _shared_pretraining(study: Study, sampler: str, settings: dict, report) -> t
     from raysearch.train.pipeline import run_training
 
     run_dir = RunDir(study.path / "pretrain")
+    span = None
     if not run_dir.results_path.exists():
         report(f"[{sampler}] running its first stage once, shared by every trial")
         cfg = build_run_config(resolve(shared.overrides(study.base)))
         if not run_dir.config_path.exists():
             run_dir.write_config(config_tree(cfg))
+        start = _now_ms()
         dataset = load_dataset(cfg.dataset, data_dir=settings["data_dir"], cache_dir=settings["cache_dir"])
         run_training(cfg, dataset, run_dir, threads=settings["threads"], evaluate_test=False)
+        span = (start, _now_ms())
     done = read_json(run_dir.results_path)
     epochs = sum(stage["epochs_run"] for stage in done["stages"].values())
+    _track_pretraining(study, sampler, run_dir, done, span)
     return [f"{shared.source_key}={run_dir.path.resolve()}"], epochs
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def _track_pretraining(study: Study, sampler: str, run_dir: RunDir, done: dict, span: tuple[int, int] | None) -> None:
+    """The shared first stage as an MLflow run of its own (phase ``pretrain``), once per study and sampler,
+    so that a report counts its compute with the sampler's. A stage trained before an interruption has no
+    measured wall time here: its recorded epoch seconds stand in."""
+    import mlflow
+
+    from raysearch.tracking import track_run_dir
+
+    client = mlflow.MlflowClient(study.tracking_uri)
+    experiment = client.get_experiment_by_name(study.experiment)
+    tags = {f"{TAG_PREFIX}study": study.path.name, f"{TAG_PREFIX}phase": "pretrain", f"{TAG_PREFIX}sampler": sampler,
+            f"{TAG_PREFIX}selected": "false"}
+    found = client.search_runs([experiment.experiment_id], filter_string=" and ".join(
+        f"tags.`{k}` = '{v}'" for k, v in tags.items()), max_results=1)
+    if found:
+        return
+    if span is None:
+        end = _now_ms()
+        seconds = sum(st["epochs_run"] * (st.get("epoch_seconds_mean") or 0.0) for st in done["stages"].values())
+        span = (end - int(seconds * 1000), end)
+    track_run_dir(run_dir.path, study.tracking_uri, study.experiment, extra_tags=tags, span_ms=span)
 
 
 def _search(study: Study, sampler: str, fixed: list[str], settings: dict, concurrency: int, report) -> dict:
@@ -198,14 +233,16 @@ def _search(study: Study, sampler: str, fixed: list[str], settings: dict, concur
     path = study.tune_dir / name
     grid = study.search.options.algorithm == "grid"
     total = math.prod(len(d.grid) for d in space.values()) if grid else study.search.options.num_samples
-    callbacks = [mlflow_callback(study.tracking_uri, study.experiment, study.path.name, "search", settings),
+    max_t = _max_epochs(study, sampler, fixed)
+    budget = {f"{TAG_PREFIX}search_budget": study.search.options.budget(total, max_t)}
+    callbacks = [mlflow_callback(study.tracking_uri, study.experiment, study.path.name, "search", settings, budget),
                  TrialsRunning(study.path.name), TrialProgress(sampler, total, metric, list(space), report=report)]
     if tune.Tuner.can_restore(str(path)):
         report(f"[{sampler}] resuming the search in {path}")
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
         report(f"[{sampler}] searching {', '.join(space) or '(no parameters)'}: "
-               f"{study.search.options.num_samples} trials, {concurrency} at a time")
+               f"{total} trials, {concurrency} at a time")
         if grid:
             param_space.update({k: tune.grid_search(list(d.grid)) for k, d in space.items()})
             search_alg, num_samples = None, 1
@@ -217,8 +254,8 @@ def _search(study: Study, sampler: str, fixed: list[str], settings: dict, concur
             num_samples = study.search.options.num_samples
         scheduler = None
         if study.search.options.scheduler == "asha":
-            scheduler = ASHAScheduler(time_attr="stage_epochs", max_t=_max_epochs(study, sampler, fixed),
-                                      grace_period=study.search.options.grace_period,
+            scheduler = ASHAScheduler(time_attr="stage_epochs", max_t=max_t,
+                                      grace_period=study.search.options.grace_for(max_t),
                                       reduction_factor=study.search.options.reduction_factor)
         tuner = tune.Tuner(
             trainable,
