@@ -262,3 +262,4 @@ def test_a_study_asha_cannot_use_stops_before_anything_runs(tmp_path, capsys, mo
     assert main(["tune", "search=compare", "search.only=[rns]", "search.grace_period=5", "trainer.epochs=5",
                  *TINY, *out]) == 2
     assert "search.grace_period: rns's trials run 5 epoch(s)" in one_line_error(capsys)
+    assert not (tmp_path / "s").exists()  # refused before the study directory is made

@@ -436,6 +436,11 @@ def test_markdown_tables_match_the_comparison_and_significance(store, tmp_path, 
     assert "| icpns | " in text and "paired t p" in text and "recall@10 tail" in text and "share@10 head" in text
     best = max(expected, key=lambda s: expected[s]["test/ndcg_at_10"][0])
     assert f"**{expected[best]['test/ndcg_at_10'][0]:.4f}" in rows[best]
+    # the verdict leads each block, the same as the page's (best by mean over users = mean over seeds here)
+    html = build_report("cmp", out=tmp_path / "v.html", tracking_uri=store["uri"]).read_text()
+    page_best = re.search(r'class="rs-verdict" data-best="(\w+)"', html).group(1)
+    assert page_best == best
+    assert f"Verdict: **{best}** is best on ndcg@10 ({expected[best]['test/ndcg_at_10'][0]:.4f}); " in text
 
 
 def test_cli_report_and_its_errors(store, tmp_path, capsys):

@@ -327,7 +327,7 @@ def test_every_search_file_loads_and_its_trials_resolve(tmp_path):
     from raysearch.config import group_options
 
     for i, name in enumerate(group_options("search")):
-        study = start_study([f"search={name}", "trainer.epochs=2"], tmp_path / str(i), None)
+        study = start_study([f"search={name}", "trainer.epochs=40"], tmp_path / str(i), None)
         assert study.search.samplers
         for space in study.search.samplers.values():
             for dim in {**study.search.shared, **space}.values():

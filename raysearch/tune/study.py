@@ -47,6 +47,8 @@ def start_study(args_overrides: Sequence[str], out: str | Path | None, tracking_
         raise ConfigError("name a study: search=NAME (conf/search/*.yaml)")
     search = load_search(search_name, search_values)
     _validate_trials(search, base)  # every trial's config must resolve: fail now, not in a worker
+    # a search ASHA cannot use fails now too, before the study directory exists
+    search.check_budget(lambda sampler: _output_epochs(base, sampler, []))
     # Absolute: Ray Tune's storage must be (a relative path reads as a URI without a scheme).
     path = (Path(out) if out else Path("studies") / f"{search_name}-{_stamp()}").resolve()
     if (path / "study.json").exists():
@@ -108,7 +110,7 @@ def run_study(study: Study, data_dir: str | None = None, cache_dir: str | None =
     """Search every sampler, re-train each selection on the final seeds (test once each), summarise.
     ``report`` gets the study's own lines (one per finished trial among them); ``verbose`` keeps Ray's,
     Tune's and MLflow's console output too."""
-    study.search.check_budget(lambda sampler: _max_epochs(study, sampler, []))  # before anything runs
+    study.search.check_budget(lambda sampler: _max_epochs(study, sampler, []))  # a resumed study's too
     import ray
 
     from raysearch.distributed.local_ray import init_ray
@@ -298,9 +300,14 @@ def tpe_startup_note(options: SearchOptions) -> str | None:
 
 def _max_epochs(study: Study, sampler: str, fixed: list[str]) -> int:
     """ASHA's ``max_t``: the most epochs a trial runs in its pipeline's output stage."""
+    return _output_epochs(study.base, sampler, fixed)
+
+
+def _output_epochs(base: Sequence[str], sampler: str, fixed: list[str]) -> int:
+    """The most epochs a trial of ``sampler`` on ``base`` runs in its pipeline's output stage."""
     from raysearch.train.pipeline import pipeline_of
 
-    cfg = build_run_config(resolve([*study.base, f"sampler={sampler}", *fixed]))
+    cfg = build_run_config(resolve([*base, f"sampler={sampler}", *fixed]))
     return max(1, pipeline_of(sampler).output_epochs(cfg))
 
 
