@@ -80,6 +80,9 @@ class SearchOptions:
     final_seeds: int = 1  # re-train the selected configuration of each sampler on this many seeds
     seed: int = 0  # the search's own seed (Optuna's TPE)
     startup_trials: int = 10  # TPE: trials drawn at random before TPE models the results (Optuna's default)
+    # TPE: model the searched keys jointly (Optuna's multivariate TPE) rather than one by one; it finds
+    # corners where two keys matter together (a learning rate and an L2 weight)
+    multivariate: bool = False
     # a pipeline with a shared first stage (ICPNS's pre-training): run it once for all trials when
     # every searched key leaves that stage unchanged
     share_pretraining: bool = True

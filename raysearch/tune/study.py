@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -282,8 +283,11 @@ def _optuna(study: Study, metric: str):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     options = study.search.options
-    sampler = optuna.samplers.TPESampler(seed=options.seed, constant_liar=True,
-                                         n_startup_trials=options.startup_trials)
+    with warnings.catch_warnings():  # multivariate TPE is marked experimental in Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(seed=options.seed, constant_liar=True,
+                                             n_startup_trials=options.startup_trials,
+                                             multivariate=options.multivariate)
     return OptunaSearch(metric=metric, mode="max", sampler=sampler)
 
 
