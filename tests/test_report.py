@@ -178,6 +178,14 @@ def test_total_cost_counts_search_tested_and_pretraining_runs_of_the_blocks_stud
     rns = costs["rns"]
     assert (rns.trials, rns.trial_epochs, rns.seconds, rns.budgets) == (1, 3, 8.0, ())
     assert math.isnan(rns.std)  # one tested run
+    assert not icpns.own_pretraining and not rns.own_pretraining  # ICPNS's first stage is a shared run here
+    # without the shared run, ICPNS runs that carry a pre-training schedule pre-train themselves
+    alone = [dataclasses.replace(r, params={**r.params, "sampler.pretrain_epochs": "20"}) for r in runs
+             if r.sampler == "icpns" and r.phase != "pretrain"]
+    (solo,) = total_costs(blocks(alone)[0], alone)
+    assert solo.own_pretraining and solo.pretraining_runs == 0
+    fine_tuned = [dataclasses.replace(r, params={**r.params, "sampler.pretrained_from": "/runs/rns"}) for r in alone]
+    assert not total_costs(blocks(fine_tuned)[0], fine_tuned)[0].own_pretraining  # they fine-tune a given run
 
 
 def test_verdict_is_holm_adjusted_paired_tests_against_the_best(store, report_html):

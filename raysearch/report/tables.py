@@ -220,6 +220,9 @@ class SamplerCost:
     tested_runs: int
     pretraining_runs: int
     pretraining_epochs: int
+    # a two-stage sampler whose runs pre-train themselves (no shared first stage): their pre-training
+    # epochs are not among the trial-epochs (trials report their output stage only), their time is
+    own_pretraining: bool
     seconds: float
     mean: float
     std: float
@@ -242,6 +245,9 @@ def total_costs(block: Block, runs: Sequence[TrackedRun]) -> list[SamplerCost]:
             sampler=sampler, trials=len(trials), trial_epochs=sum(len(r.history) for r in trials),
             tested_runs=len(tested), pretraining_runs=sum(r.phase == "pretrain" for r in related),
             pretraining_epochs=sum(len(r.history) for r in related if r.phase == "pretrain"),
+            own_pretraining=not any(r.phase == "pretrain" for r in related) and any(
+                "sampler.pretrain_epochs" in r.params and r.params.get("sampler.pretrained_from") in (None, "", "None")
+                for r in [*tested, *trials]),
             seconds=float(sum(r.seconds for r in [*tested, *related] if not math.isnan(r.seconds))),
             mean=float(values.mean()) if values.size else math.nan,
             std=float(values.std(ddof=1)) if values.size > 1 else math.nan,

@@ -51,6 +51,7 @@ class Attribute(KnowledgeSampler):
     """Negatives sharing an attribute with the positive, mixed with uniform ones."""
 
     name = "attribute"
+    side_key = "item_attributes"
 
     @dataclass(frozen=True, eq=False)
     class Params:
@@ -66,13 +67,6 @@ class Attribute(KnowledgeSampler):
                                id_pairs(self.item_attributes, "item_attributes", ("item", "attribute"), (None, None)))
             check_weight(self.weight)
             require(math.isfinite(self.beta), "beta", f"must be a finite number, got {self.beta}")
-
-    @classmethod
-    def validate_params(cls, params: Any) -> Any:
-        """As ``Sampler.validate_params``; ``item_attributes`` may be absent (the pipeline supplies it)."""
-        if "item_attributes" in params:
-            return super().validate_params(params)
-        return super().validate_params({**params, "item_attributes": [[0, 0]]})
 
     def __init__(self, train: Any, params: Any = None, **kwargs: Any):
         super().__init__(train, params, **kwargs)

@@ -72,8 +72,18 @@ def ragged_draw(row: np.ndarray, values: np.ndarray, weights: np.ndarray, n_rows
 
 
 class KnowledgeSampler(Sampler):
-    """Side draws mixed with uniform ones; subclasses declare ``Params`` with ``weight`` and implement
-    ``side_draw``."""
+    """Side draws mixed with uniform ones; subclasses declare ``Params`` with ``weight`` and their side
+    information under ``side_key``, and implement ``side_draw``."""
+
+    side_key: str = ""  # the Params field holding the side information (the pipeline supplies it)
+
+    @classmethod
+    def validate_params(cls, params: Any) -> Any:
+        """As ``Sampler.validate_params``; the side information may be absent (the pipeline supplies it from
+        the dataset), so a placeholder stands in while the other keys are checked."""
+        if cls.side_key in params:
+            return super().validate_params(params)
+        return super().validate_params({**params, cls.side_key: [[0, 0]]})
 
     def __init__(self, train: Any, params: Any = None, **kwargs: Any):
         super().__init__(train, params, **kwargs)

@@ -47,6 +47,7 @@ class Social(KnowledgeSampler):
     """Negatives among the items of the user's friends, mixed with uniform ones."""
 
     name = "social"
+    side_key = "social_network"
 
     @dataclass(frozen=True, eq=False)
     class Params:
@@ -60,13 +61,6 @@ class Social(KnowledgeSampler):
             object.__setattr__(self, "social_network",
                                id_pairs(self.social_network, "social_network", ("user", "friend"), (None, None)))
             check_weight(self.weight)
-
-    @classmethod
-    def validate_params(cls, params: Any) -> Any:
-        """As ``Sampler.validate_params``; ``social_network`` may be absent (the pipeline supplies it)."""
-        if "social_network" in params:
-            return super().validate_params(params)
-        return super().validate_params({**params, "social_network": [[0, 0]]})
 
     def __init__(self, train: Any, params: Any = None, **kwargs: Any):
         super().__init__(train, params, **kwargs)
