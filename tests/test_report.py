@@ -473,6 +473,15 @@ def test_cli_report_and_its_errors(store, tmp_path, capsys):
     mlflow.MlflowClient(store["uri"]).create_experiment("empty", artifact_location=(tmp_path / "a").as_uri())
     with pytest.raises(ConfigError, match="experiment 'empty' in .* has no runs"):
         build_report("empty", out=tmp_path / "c.html", tracking_uri=store["uri"])
+    client = mlflow.MlflowClient(store["uri"])
+    unfinished = client.create_experiment("unfinished", artifact_location=(tmp_path / "u").as_uri())
+    client.create_run(unfinished)  # still running
+    client.set_terminated(client.create_run(unfinished).info.run_id, "FAILED")
+    assert main(["report", "--experiment", "unfinished", "--tracking-uri", store["uri"],
+                 "--out", str(tmp_path / "u.html")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has no finished run (1 failed, 1 running); report it once a run has finished" in err[0]
+    assert not (tmp_path / "u.html").exists()
 
 
 # --------------------------------------------------------------------------- in Chromium
