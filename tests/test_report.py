@@ -448,7 +448,7 @@ def test_markdown_tables_match_the_comparison_and_significance(store, tmp_path, 
     html = build_report("cmp", out=tmp_path / "v.html", tracking_uri=store["uri"]).read_text()
     page_best = re.search(r'class="rs-verdict" data-best="(\w+)"', html).group(1)
     assert page_best == best
-    assert f"Verdict: **{best}** is best on ndcg@10 ({expected[best]['test/ndcg_at_10'][0]:.4f}); " in text
+    assert f"Verdict: **{best}** is best on test/ndcg@10 ({expected[best]['test/ndcg_at_10'][0]:.4f}); " in text
 
 
 def test_cli_report_and_its_errors(store, tmp_path, capsys):

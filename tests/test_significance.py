@@ -126,3 +126,18 @@ def test_verdict_names_the_best_and_who_is_indistinguishable_from_it():
     assert found.tied == (other,) and found.worse == ("worse",)
     assert [t["sampler"] for t in found.tests] == [other, "worse"]  # by mean, highest first
     assert verdict({"only": [(users, base)]}, "test/ndcg@10") is None
+
+
+def test_a_verdict_reads_as_one_sentence_with_the_holm_p_values():
+    from raysearch.evaluation.significance import describe_verdict
+
+    found = {"metric": "test/ndcg@10", "best": "dns", "best_mean": 0.10911, "alpha": 0.05, "correction": "Holm",
+             "tied": ["rns"], "worse": ["pns", "gdns"],
+             "tests": [{"sampler": "rns", "p_holm": 0.4123}, {"sampler": "pns", "p_holm": 0.00123},
+                       {"sampler": "gdns", "p_holm": 1.5e-22}]}
+    assert describe_verdict(found, best="**{}**") == (
+        "**dns** is best on test/ndcg@10 (0.1091); indistinguishable from it: rns (p = 0.41); below it: "
+        "pns (p = 0.0012), gdns (p = 1.5e-22) (paired t-tests over test users against the best, Holm-adjusted, "
+        "alpha 0.05)")
+    assert describe_verdict({**found, "tied": [], "worse": []}).startswith(
+        "dns is best on test/ndcg@10 (0.1091); indistinguishable from it: none; below it: none")

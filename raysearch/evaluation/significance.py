@@ -173,6 +173,18 @@ def verdict(per_run: Mapping[str, Sequence[PerUser]], metric: str, alpha: float 
                    tests=tuple(order))
 
 
+def describe_verdict(found: Mapping[str, Any], best: str = "{}") -> str:
+    """A verdict (``Verdict.to_dict()``) in one sentence: ``rns is best on test/ndcg@10 (0.0943);
+    indistinguishable from it: dns (p = 0.82); below it: pns (p = 0.0012) (paired t-tests over test users
+    against the best, Holm-adjusted, alpha 0.05)``. ``best``: how the best sampler's name is written."""
+    p = {t["sampler"]: t["p_holm"] for t in found["tests"]}
+    tied = ", ".join(f"{s} (p = {p[s]:.2g})" for s in found["tied"]) or "none"
+    worse = ", ".join(f"{s} (p = {p[s]:.2g})" for s in found["worse"]) or "none"
+    return (f"{best.format(found['best'])} is best on {found['metric']} ({found['best_mean']:.4f}); "
+            f"indistinguishable from it: {tied}; below it: {worse} (paired t-tests over test users against the "
+            f"best, {found['correction']}-adjusted, alpha {found['alpha']:g})")
+
+
 def probability_below(a: np.ndarray, b: np.ndarray) -> float:
     """P(x < y) + P(x = y) / 2 for x from ``a`` and y from ``b`` drawn independently (the Mann-Whitney
     statistic over n_a n_b; 0.5 when the two cannot be told apart); NaN when either is empty."""

@@ -15,7 +15,7 @@ import numpy as np
 
 from raysearch.config import load_group
 from raysearch.errors import ConfigError
-from raysearch.evaluation.significance import Verdict
+from raysearch.evaluation.significance import describe_verdict
 from raysearch.report.runs import TrackedRun
 from raysearch.report.tables import (
     BANDS,
@@ -75,7 +75,7 @@ def block_markdown(block: Block) -> list[str]:
     lines = [f"### {block.title}", "", f"Selection on validation {block.valid_metric}; test evaluated once per run.", ""]
     found = block_verdict(block)
     if found is not None:
-        lines += [verdict_sentence(found), ""]
+        lines += [f"Verdict: {describe_verdict(found.to_dict(), best='**{}**')}.", ""]
     header = ["sampler", "runs", *(metric_label(k) for k in table.metrics), "configuration"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table.rows:
@@ -113,17 +113,6 @@ def block_markdown(block: Block) -> list[str]:
                     cells.append(_num(float(np.mean(values))) if values else "–")
             lines.append("| " + " | ".join([sampler, *cells]) + " |")
     return lines
-
-
-def verdict_sentence(found: Verdict) -> str:
-    """``Verdict: **rns** is best on test ndcg@10 (0.2624); indistinguishable from it: dns (p = 0.41); below
-    it: pns (p = 0.012) (paired t-tests over test users against the best, Holm-adjusted, alpha 0.05).``"""
-    p = {t["sampler"]: t["p_holm"] for t in found.tests}
-    tied = ", ".join(f"{s} (p = {p[s]:.2g})" for s in found.tied) or "none"
-    worse = ", ".join(f"{s} (p = {p[s]:.2g})" for s in found.worse) or "none"
-    return (f"Verdict: **{found.best}** is best on {metric_label(found.metric)} ({_num(found.best_mean)}); "
-            f"indistinguishable from it: {tied}; below it: {worse} (paired t-tests over test users against the best, "
-            f"{found.correction}-adjusted, alpha {found.alpha:g}).")
 
 
 def render_markdown(runs: Sequence[TrackedRun], experiment: str) -> str:

@@ -15,6 +15,7 @@ import math
 import os
 import tempfile
 import zipfile
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,19 +150,12 @@ def load_runs(tracking_uri: str, experiment: str) -> list[TrackedRun]:
     if not runs:
         raise ConfigError(f"--experiment: experiment {experiment!r} in {tracking_uri} has no runs")
     if not any(r.info.status == "FINISHED" for r in runs):
-        states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(_count(r.info.status for r in runs).items()))
+        states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(Counter(r.info.status for r in runs).items()))
         raise ConfigError(f"--experiment: experiment {experiment!r} in {tracking_uri} has no finished run ({states}); "
                           "report it once a run has finished (a study resumes with `raysearch tune --resume DIR`)")
     runs.sort(key=lambda r: (r.info.start_time or 0, r.info.run_id))
     with tempfile.TemporaryDirectory(prefix="raysearch-report-") as tmp, _quiet_downloads():
         return [_tracked(client, run, Path(tmp)) for run in runs]
-
-
-def _count(values) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for value in values:
-        counts[value] = counts.get(value, 0) + 1
-    return counts
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ import numpy as np
 
 from raysearch.config import build_run_config, resolve
 from raysearch.errors import ConfigError
+from raysearch.evaluation.significance import describe_verdict
 from raysearch.train.rundir import RunDir, write_json_atomic
 from raysearch.tune.space import METRIC_PREFIX, Dimension, Study
 
@@ -105,16 +106,6 @@ def _significance(finals: list[dict], metric: str) -> dict[str, Any]:
             "verdict": found.to_dict() if found is not None else None}
 
 
-def format_verdict(found: dict) -> str:
-    """``verdict on test/ndcg@10: rns is best (0.0943); indistinguishable from it: dns, icpns; below it: ...``"""
-    p = {t["sampler"]: t["p_holm"] for t in found["tests"]}
-    tied = ", ".join(f"{s} (p={p[s]:.2g})" for s in found["tied"]) or "none"
-    worse = ", ".join(f"{s} (p={p[s]:.2g})" for s in found["worse"]) or "none"
-    return (f"verdict on {found['metric']}: {found['best']} is best ({found['best_mean']:.4f}); "
-            f"indistinguishable from it: {tied}; below it: {worse}  (paired t-tests over test users against "
-            f"the best, {found['correction']}-adjusted, alpha {found['alpha']:g})")
-
-
 def format_summary(summary: dict) -> str:
     lines = [f"study {summary['study']}  (selection on {summary['metric']}; test on the selected runs only)"]
     for row in summary["rows"]:
@@ -134,7 +125,7 @@ def format_summary(summary: dict) -> str:
                      f"(95% CI {test['ci95'][0]:+.4f} to {test['ci95'][1]:+.4f}), paired t p = {test['p_t']:.3g}, "
                      f"Wilcoxon p = {test['p_wilcoxon']:.3g}, {test['n_users']} users")
     if summary.get("verdict"):
-        lines.append("  " + format_verdict(summary["verdict"]))
+        lines.append("  verdict: " + describe_verdict(summary["verdict"]))
     return "\n".join(lines)
 
 
