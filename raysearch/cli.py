@@ -178,7 +178,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 BENCHES = {"samplers": "samplers", "scoring": "scoring", "eval": "evaluation", "scale": "scale",
-           "tables": "tables", "steps": "steps"}
+           "tables": "tables", "steps": "steps", "epoch-draws": "epoch_draws"}
 
 
 # --------------------------------------------------------------------------- parser

@@ -290,6 +290,10 @@ class TrainerConfig:
     temperature: float = 1.0  # softmax: logits are scores / temperature
     logq_correction: bool = False  # softmax: subtract log q(j | u) from each negative's logit
     num_negatives: int = 1
+    # Static samplers: draw the epoch's negatives ahead in a few large calls keyed by the global row
+    # (raysearch/train/epoch_draws.py). Off by default: its draws come from other streams than per-batch
+    # draws, so a seed's published results would move.
+    epoch_draws: bool = False
     seed: int = 2026
     device: Literal["cpu", "cuda"] = "cpu"
     threads: int = 0  # torch intra-op threads; 0: the CPUs available to this process, divided by shared_by
@@ -332,6 +336,13 @@ def group_options(group: str) -> list[str]:
     """Names of the YAML files available for ``group`` (``conf/<group>/*.yaml``)."""
     d = conf_dir() / group
     return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+
+
+def short_names(keys: Sequence[str]) -> dict[str, str]:
+    """Each config key without its group (``trainer.lr`` -> ``lr``), but whole where that would be
+    ambiguous (``trainer.lr`` beside ``sampler.lr``, the adversarial generator's)."""
+    tails = [k.split(".", 1)[-1] for k in keys]
+    return {k: t if tails.count(t) == 1 else k for k, t in zip(keys, tails, strict=True)}
 
 
 def load_group(group: str, choice: str) -> dict[str, Any]:

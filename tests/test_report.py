@@ -678,3 +678,14 @@ def test_report_of_a_real_study(ray_session, playwright, chromium, tmp_path):
         assert "optuna (TPE), 5 trials, ASHA grace 1 of 2 epochs" in page.inner_text("section#verdict")
     finally:
         context.close()
+
+
+def test_configuration_text_keeps_a_key_whole_where_its_short_name_is_ambiguous():
+    from raysearch.report.markdown import configuration
+
+    # the adversarial generator's rate (sampler.lr) beside the backbone's (trainer.lr); temperature differs
+    # from the sampler's default (0.2), steps does not (5): it is left out
+    runs = [tracked("adversarial", s, params={"trainer.lr": "0.001", "sampler.lr": "0.01",
+                                              "sampler.temperature": "0.5", "sampler.steps": "5"}) for s in (0, 1)]
+    assert configuration(runs) == "sampler.lr=0.01, temperature=0.5, trainer.lr=0.001"
+    assert configuration([tracked("rns", 0, params={"trainer.lr": "0.001"})]) == "lr=0.001"

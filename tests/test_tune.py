@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from raysearch.config import build_run_config, resolve
+from raysearch.config import build_run_config, conf_dir, resolve
 from raysearch.errors import ConfigError
+from raysearch.train.pipeline import validate_components
 from raysearch.tune import (
     Dimension,
     load_search,
@@ -359,3 +360,22 @@ def test_a_trial_line_shows_its_parameters_best_epochs_and_the_time_left():
     now[0] = 220.0
     assert progress.line({"sampler.alpha": 0.5}, {}, None, failed=True).endswith("FAILED  | 2 min 00 s, ~2 min 00 s left")
     assert format_seconds(3725) == "1 h 02 min" and format_seconds(-3) == "0 s"
+    # two searched keys with one name (the adversarial generator's rate beside the backbone's) stay whole
+    both = TrialProgress("adversarial", 2, "valid/ndcg@10", ["trainer.lr", "sampler.lr", "sampler.temperature"])
+    line = both.line({"trainer.lr": 0.001, "sampler.lr": 0.01, "sampler.temperature": 0.2}, {}, 0.2, failed=False)
+    assert line.startswith("[adversarial 1/2]  trainer.lr=0.001 sampler.lr=0.01 temperature=0.2  valid")
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (conf_dir() / "search").glob("*.yaml")))
+def test_every_shipped_search_file_names_keys_its_samplers_accept(name):
+    """Each study file loads, and each sampler's space at its lowest and at its highest values is a valid
+    run configuration (a misspelt or out-of-range key would fail a study only when its trial starts)."""
+    search = load_search(name)
+    assert search.samplers, f"{name}: no sampler"
+    for sampler, space in search.samplers.items():
+        for end in (0, -1):
+            overrides = [f"sampler={sampler}"]
+            for dim in (*search.shared.values(), *space.values()):
+                value = dim.values[end] if dim.kind == "choice" else (dim.low, dim.high)[end]
+                overrides.append(f"{dim.key}={int(value) if dim.kind == 'int' else value}")
+            validate_components(build_run_config(resolve(overrides)))

@@ -288,6 +288,7 @@ class HostedICPNS(Sampler):
 
     name = "icpns"
     has_log_q = True
+    batch_independent = True  # ICPNS's draws (remote ones too: a function of the call's rows and generator)
 
     def __init__(self, train: Any, params: Any, directory: Any, draws: str = "local", **kwargs: Any):
         import ray

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from raysearch.config import load_group
+from raysearch.config import load_group, short_names
 from raysearch.errors import ConfigError
 from raysearch.evaluation.significance import describe_verdict
 from raysearch.report.runs import TrackedRun
@@ -59,14 +59,15 @@ def configuration(runs: Sequence[TrackedRun]) -> str:
     keys = sorted({k for r in runs for k in r.params if k in SHOWN_PARAMS or
                    (k.startswith("sampler.") and k != "sampler.name" and not k.startswith("sampler.pretrained"))},
                   key=lambda k: (k.startswith("trainer."), k))
-    parts = []
+    shown = {}
     for key in keys:
         values = {r.params.get(key) for r in runs}
         if (values <= {"None", None} and defaults.get(key, "None") == "None") or (
                 key in defaults and values == {defaults[key]}):
             continue
-        shown = _param(next(iter(values))) if len(values) == 1 else "(varies)"
-        parts.append(f"{key.split('.', 1)[1]}={shown}")
+        shown[key] = _param(next(iter(values))) if len(values) == 1 else "(varies)"
+    names = short_names(list(shown))
+    parts = [f"{names[key]}={value}" for key, value in shown.items()]
     return ", ".join(parts)
 
 

@@ -141,6 +141,12 @@ class Sampler(ABC):
     has_log_q: ClassVar[bool] = False
     # Training negatives are synthesised representations (``synthesise``), not item ids (MixGCF, DENS).
     synthesises: ClassVar[bool] = False
+    # The law of a row's negatives depends only on the row (user, positive) and the sampler's state at the
+    # epoch's start: not on the model, nor on the other rows of the call (their values do, through the shared
+    # generator: epoch draws key whole chunks of rows). Such a (static) sampler may draw a whole epoch's
+    # negatives ahead in a few large calls (``trainer.epoch_draws``, raysearch/train/epoch_draws.py). Never
+    # true of dynamic, in-batch (mixed included), synthesising or group samplers.
+    batch_independent: ClassVar[bool] = False
 
     def __init__(self, train: Any, params: Any = None, *, complement: Complement | None = None):
         self.train = Interactions.coerce(train)

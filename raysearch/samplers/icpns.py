@@ -207,6 +207,7 @@ class ICPNS(Sampler):
 
     name = "icpns"
     has_log_q = True
+    batch_independent = True  # the fine-tuning draws; re-clustering happens in start_epoch, before them
 
     @dataclass(frozen=True, eq=False)
     class Params:

@@ -76,6 +76,7 @@ class KnowledgeSampler(Sampler):
     information under ``side_key``, and implement ``side_draw``."""
 
     side_key: str = ""  # the Params field holding the side information (the pipeline supplies it)
+    batch_independent = True  # a slot's side or uniform draw depends on its own (user, positive) row only
 
     @classmethod
     def validate_params(cls, params: Any) -> Any:

@@ -32,6 +32,7 @@ class PNS(Sampler):
 
     name = "pns"
     has_log_q = True
+    batch_independent = True
 
     @dataclass(frozen=True)
     class Params:

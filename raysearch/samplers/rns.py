@@ -17,6 +17,7 @@ class RNS(Sampler):
 
     name = "rns"
     has_log_q = True
+    batch_independent = True
 
     def _sample(
         self, users: np.ndarray, pos_items: np.ndarray, k: int, rng: np.random.Generator, score_fn: ScoreFn | None

@@ -27,9 +27,14 @@ def pair_batches(users: np.ndarray, items: np.ndarray, n_steps: int,
     The number of steps, not the batch size, is fixed so that every process of a distributed run takes
     the same number of steps (their collectives must pair up) even when their shards differ in size.
     """
-    order = rng.permutation(users.size)
-    for idx in np.array_split(order, n_steps):
+    for idx in pair_batch_indices(users.size, n_steps, rng):
         yield users[idx], items[idx]
+
+
+def pair_batch_indices(n_rows: int, n_steps: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """The row indices (int64) of ``pair_batches``' batches: a shuffle of ``range(n_rows)`` in ``n_steps``
+    near-equal parts (the same draws from ``rng``)."""
+    yield from np.array_split(rng.permutation(n_rows), n_steps)
 
 
 def user_batches(users: np.ndarray, n_steps: int, rng: np.random.Generator) -> Iterator[np.ndarray]:

@@ -108,6 +108,7 @@ class Reclustering(Sampler):
 
     name = "icpns"
     has_log_q = True
+    batch_independent = True  # the inner ICPNS's draws; a refresh happens in start_epoch, before any draw
 
     def __init__(self, inner: Any, model: Any, context: Any, params: ReclusterParams, communities: np.ndarray,
                  centroids: np.ndarray, membership: Membership | None = None):

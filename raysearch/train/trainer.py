@@ -4,7 +4,9 @@ stopping, checkpoints. The same code runs in one process and inside each Ray Tra
 
 Randomness: epoch ``e`` of stage ``s`` draws its shuffling and negatives from the stream
 ``(seed, s, "epoch", e, rank)`` and seeds torch's generator (dropout) from ``(seed, s, "torch", e)``, so
-a run resumed from the checkpoint of epoch ``e - 1`` repeats exactly what an uninterrupted run does.
+a run resumed from the checkpoint of epoch ``e - 1`` repeats exactly what an uninterrupted run does. With
+``trainer.epoch_draws`` a static sampler's negatives come instead from streams keyed by the global row
+(``(seed, s, "epoch-draws", e, chunk)``, raysearch/train/epoch_draws.py): the same on any number of workers.
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from raysearch.errors import ConfigError, RaysearchError, RunStateError
 from raysearch.losses import LOSSES, Loss, LossSettings
 from raysearch.models.base import Recommender
 from raysearch.rng import make_rng, torch_seed
-from raysearch.samplers.base import require_log_q
-from raysearch.train.batches import pair_batches, pair_rows, user_batches
+from raysearch.samplers.base import SAMPLERS, require_log_q
+from raysearch.train.batches import pair_batch_indices, pair_batches, pair_rows, user_batches
 from raysearch.train.checkpoint import load_checkpoint, save_checkpoint
 from raysearch.train.context import LocalContext, TrainingContext
+from raysearch.train.epoch_draws import DrawPlan, draw_epoch, plan_draws
 from raysearch.train.evaluator import Evaluator
 from raysearch.train.optimisers import make_optimiser
 from raysearch.train.rundir import CHECKPOINT_KEYS, RunDir, read_json, write_json_atomic
@@ -119,8 +122,9 @@ def resolve_loss(cfg: TrainerConfig, sampler: Any) -> str:
 
 
 def validate_loss(cfg: TrainerConfig, sampler_cls: type) -> Loss:
-    """Check ``trainer.loss`` and ``trainer.logq_correction`` against the sampler (a class or instance)
-    before anything runs; returns the loss. Each problem is one ``ConfigError`` naming the key."""
+    """Check ``trainer.loss``, ``trainer.logq_correction`` and ``trainer.epoch_draws`` against the sampler
+    (a class or instance) before anything runs; returns the loss. Each problem is one ``ConfigError``
+    naming the key."""
     name = resolve_loss(cfg, sampler_cls)
     if name not in LOSSES:
         raise ConfigError(f"trainer.loss: unknown loss {name!r} (known: auto, {', '.join(LOSSES.names())})")
@@ -135,7 +139,27 @@ def validate_loss(cfg: TrainerConfig, sampler_cls: type) -> Loss:
             raise ConfigError(f"trainer.logq_correction: applies to trainer.loss={' or '.join(correcting)}, "
                               f"not {name}")
         require_log_q(sampler_cls if isinstance(sampler_cls, type) else type(sampler_cls))
+    if cfg.epoch_draws:
+        why = epoch_draws_refusal(sampler_cls, name)
+        if why:
+            able = [n for n in SAMPLERS.names() if SAMPLERS.get(n).batch_independent]
+            raise ConfigError(f"trainer.epoch_draws: sampler {sampler_name!r} cannot draw an epoch's negatives "
+                              f"ahead: {why} (static samplers that can: {', '.join(able)})")
     return loss
+
+
+def epoch_draws_refusal(sampler: Any, loss_name: str) -> str | None:
+    """Why ``sampler`` (a class or instance) under the loss ``loss_name`` cannot draw an epoch's negatives
+    ahead (``trainer.epoch_draws``); None when it can."""
+    if getattr(sampler, "synthesises", False):
+        return "it synthesises each step's negatives from the model's current representations"
+    if getattr(sampler, "dynamic", False):
+        return "its draws depend on the model's current scores (a dynamic sampler)"
+    if LOSSES.get(loss_name).group_wise:
+        return f"trainer.loss={loss_name} trains on negative groups drawn per step"
+    if not getattr(sampler, "batch_independent", False):
+        return "its draws depend on the other rows of the step's batch (in-batch negatives)"
+    return None
 
 
 def progress_enabled(setting: bool | None) -> bool:
@@ -156,6 +180,7 @@ class Trainer:
         self.device = torch.device(cfg.device)
         self.my_users = self.context.my_users(dataset.n_users)
         self.show_progress = progress_enabled(cfg.progress) and self.context.is_main
+        self._draw_plan: DrawPlan | None = None  # trainer.epoch_draws: this process's chunks, built once
         # Called as fn(record, sampler) after every epoch's validation and checkpoint (the record is the
         # epoch's metrics line): the GDNS false-negative analysis, MLflow logging.
         self.epoch_callbacks: list[Callable[[dict[str, Any], Any], None]] = []
@@ -299,17 +324,34 @@ class Trainer:
         loss = LOSSES.get(loss_name)
         settings = LossSettings(margin=float(getattr(getattr(sampler, "params", None), "margin", cfg.margin)),
                                 temperature=cfg.temperature)
+        ahead, slicing = 0.0, [0.0]  # trainer.epoch_draws: seconds drawing ahead, and the steps slicing them
         if loss.group_wise:
             counts = self.dataset.train.user_counts()
             active = self.my_users[counts[self.my_users] > 0]
             n_steps = self.context.n_steps(active.size, cfg.batch_size)
             batches = user_batches(active, n_steps, rng)
+        elif cfg.epoch_draws:
+            # The epoch's negatives drawn ahead (after start_epoch: ICPNS re-clusters there) in a few large
+            # calls keyed by the global row, the steps slicing them (raysearch/train/epoch_draws.py). Their time
+            # counts as sampling and as step time (the steps' drawing, done up front), so sampling_share and
+            # draws_per_second (draws the steps use) compare with per-batch draws. A worker sharing a user
+            # class with another draws that class's other rows too: a knowledge sampler's stats count them.
+            users_all, items_all = pair_rows(self.dataset.train, self.my_users)
+            n_steps = self.context.n_steps(users_all.size, cfg.batch_size)
+            t_ahead = time.perf_counter()
+            if self._draw_plan is None:
+                self._draw_plan = plan_draws(self.dataset.train, self.my_users, cfg.num_negatives)
+            negatives, _ = draw_epoch(sampler, self._draw_plan, seed, spec.name, epoch)
+            ahead = time.perf_counter() - t_ahead
+            batches = self._sliced(users_all, items_all, negatives, pair_batch_indices(users_all.size, n_steps, rng),
+                                   slicing)
         else:
             users_all, items_all = pair_rows(self.dataset.train, self.my_users)
             n_steps = self.context.n_steps(users_all.size, cfg.batch_size)
             batches = pair_batches(users_all, items_all, n_steps, rng)
 
-        sampling = steps = loss_sum = 0.0
+        sampling = steps = ahead
+        loss_sum = 0.0
         term_sums: dict[str, Any] = {}  # name -> float64 tensor: sum over rows of the term
         rows = draws = 0
         comm = getattr(self.model.tables, "stats", None)  # sharded tables count the bytes they send
@@ -328,6 +370,8 @@ class Trainer:
                 term_sums[name] = term_sums.get(name, 0.0) + value.double() * step.rows
             rows += step.rows
         inner.close()
+        sampling += slicing[0]  # the steps' slices of the negatives drawn ahead (0 without)
+        steps += slicing[0]
         if sampler.dynamic and not sampler.synthesises:  # synthesising samplers keep no epoch state
             sampler.end_epoch(epoch, self.model.frozen_scorer())
         epoch_seconds = time.perf_counter() - t_epoch
@@ -365,11 +409,22 @@ class Trainer:
             state["memory"] = self._memory_per_process(optimizer)
         return record
 
+    @staticmethod
+    def _sliced(users: np.ndarray, items: np.ndarray, negatives: np.ndarray, batches: Any,
+                seconds: list[float]) -> Any:
+        """(users, positives, negatives) of each batch of row indices, the seconds spent slicing the
+        negatives drawn ahead added to ``seconds[0]``."""
+        for idx in batches:
+            t0 = time.perf_counter()
+            neg = negatives[idx]
+            seconds[0] += time.perf_counter() - t0
+            yield users[idx], items[idx], neg
+
     def train_step(self, sampler: Any, rows_of_step: Any, optimizer: torch.optim.Optimizer, loss: Loss,
                    settings: LossSettings, rng: np.random.Generator) -> StepOutcome:
-        """One step on ``rows_of_step`` ((users, positives) rows, or users for a group-wise loss): draw the
-        negatives, score the batch with the model, sum the ranking loss and the model's own terms,
-        backward, step."""
+        """One step on ``rows_of_step`` ((users, positives) rows, with their negatives when drawn ahead, or
+        users for a group-wise loss): draw the negatives (unless drawn ahead), score the batch with the
+        model, sum the ranking loss and the model's own terms, backward, step."""
         model = self.model
         # Graph models propagate once per step; the sampler's scorer reuses those representations.
         reps = model.propagate() if model.propagates else None
@@ -416,8 +471,9 @@ class Trainer:
             users = rows_of_step
             pos, neg = sampler.sample_groups(users, rng=rng, score_fn=score_fn)
         else:
-            users, pos = rows_of_step
-            neg = sampler.sample(users, pos, num_negatives=self.cfg.num_negatives, rng=rng, score_fn=score_fn)
+            users, pos, *ahead = rows_of_step  # (users, positives[, negatives drawn ahead: trainer.epoch_draws])
+            neg = ahead[0] if ahead else sampler.sample(users, pos, num_negatives=self.cfg.num_negatives, rng=rng,
+                                                        score_fn=score_fn)
         log_q = sampler.log_q(users, pos, neg) if self.cfg.logq_correction else None
         return Batch.of(users, pos, neg, log_q=log_q, groups=group_wise)
 

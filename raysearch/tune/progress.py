@@ -11,6 +11,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from raysearch.config import short_names
 from raysearch.tune.selection import _fmt
 
 # Loggers whose INFO/WARNING lines say nothing about the study (Ray's token-authentication notice,
@@ -58,6 +59,7 @@ class TrialProgress(Callback):
         self.total = total
         self.metric = metric
         self.params = list(params)
+        self.names = short_names(self.params)
         self.report = report
         self.clock = clock
         self.started = clock()
@@ -69,7 +71,7 @@ class TrialProgress(Callback):
         elapsed = self.clock() - self.started
         left = elapsed / self.finished * max(0, self.total - self.finished)
         params = (self.describe(config) if self.describe is not None else
-                  " ".join(f"{k.split('.', 1)[-1]}={_fmt(config[k])}" for k in self.params if k in config))
+                  " ".join(f"{self.names[k]}={_fmt(config[k])}" for k in self.params if k in config))
         name = self.metric.split("/", 1)[-1]
         if failed:
             outcome = "FAILED"
