@@ -58,7 +58,7 @@ def run(report: Callable[[str], Any] = print, dataset: str = "gowalla", models: 
                          "the steady-state figures come from the epochs after the warm-up")
     rows = []
     report(f"scale: dataset {dataset}, {epochs} epochs per run, timed over epochs {warmup_epochs + 1}..{epochs} "
-           f"(steady state; the first {warmup_epochs} epoch(s) and the start-up reported apart), "
+           f"(steady state; the first {_epochs(warmup_epochs)} and the start-up reported apart), "
            f"{platform.machine()} {torch.get_num_threads()} threads available, torch {torch.__version__}")
     report(f"{'model':<9} {'W':>2} {'steps':>5} {'s/epoch':>8} {'ms/step':>8} {'speed-up':>8} {'draws/s':>9} "
            f"{'MB/step/worker':>14} {'param MB/worker':>15} {'optim MB/worker':>15} | "
@@ -88,7 +88,7 @@ def run(report: Callable[[str], Any] = print, dataset: str = "gowalla", models: 
         mine = {r["workers"]: r for r in rows if r["model"] == model}
         for w, r in sorted(mine.items()):
             if w != 1 and r["speedup"] is not None:
-                report(f"{model}: {w} workers against 1, steady state: {r['speedup']:.2f}x "
+                report(f"{model}: speed-up of {w} workers over 1, steady state: {r['speedup']:.2f}x "
                        f"({r['epoch_seconds']:.2f} s against {mine[1]['epoch_seconds']:.2f} s an epoch; start-up "
                        f"{r['startup_seconds']:.1f} s against {mine[1]['startup_seconds']:.1f} s, not counted)")
     return rows
@@ -133,6 +133,10 @@ def _speedups(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         b = base.get(r["model"])
         r["speedup"] = b / r["epoch_seconds"] if b is not None and r["epoch_seconds"] > 0 else None
+
+
+def _epochs(n: int) -> str:
+    return "epoch" if n == 1 else f"{n} epochs"
 
 
 def _x(value: float | None) -> str:
