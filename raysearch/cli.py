@@ -170,6 +170,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         if "data_dir" not in accepted:
             raise RaysearchError(f"bench {args.what} reads no dataset; --data-dir does not apply")
         kwargs["data_dir"] = args.data_dir
+    for name in ("sizes", "max_rss_gb"):  # bench grow's options
+        if getattr(args, name, None) is not None:
+            if name not in accepted:
+                raise RaysearchError(f"bench {args.what}: --{name.replace('_', '-')} does not apply")
+            kwargs[name] = getattr(args, name)
     result = module.run(**kwargs)
     if args.json:
         with open(args.json, "w") as fh:
@@ -178,7 +183,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 BENCHES = {"samplers": "samplers", "scoring": "scoring", "eval": "evaluation", "scale": "scale",
-           "tables": "tables", "steps": "steps", "epoch-draws": "epoch_draws"}
+           "tables": "tables", "steps": "steps", "epoch-draws": "epoch_draws", "grow": "grow"}
 
 
 # --------------------------------------------------------------------------- parser
@@ -278,11 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_report)
 
     bench = sub.add_parser("bench", help="measure speed (samplers, dynamic samplers' scoring, evaluation, "
-                                         "distributed scale, table actors, training steps by optimiser)")
+                                         "distributed scale, table actors, training steps by optimiser, cost curves "
+                                         "as the data grows)")
     bench.add_argument("what", choices=sorted(BENCHES), help="what to measure")
     _add_common(bench)
     bench.add_argument("--quick", action="store_true", help="a smaller, faster run")
     bench.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
+    bench.add_argument("--sizes", help="grow: interactions per size, comma-separated (default 1e6,1e7,5e7)")
+    bench.add_argument("--max-rss-gb", type=float, help="grow: refuse sizes (and stop stages) above this peak "
+                       "RSS (default 85%% of RAM)")
     bench.set_defaults(func=_cmd_bench)
 
     return parser

@@ -379,3 +379,43 @@ def test_every_shipped_search_file_names_keys_its_samplers_accept(name):
                 value = dim.values[end] if dim.kind == "choice" else (dim.low, dim.high)[end]
                 overrides.append(f"{dim.key}={int(value) if dim.kind == 'int' else value}")
             validate_components(build_run_config(resolve(overrides)))
+
+
+def test_trial_epoch_budget_counts_each_trials_epochs_and_those_trained_before_a_resume(tmp_path):
+    from raysearch.train.rundir import RunDir
+    from raysearch.tune.budget import TrialEpochBudget
+
+    for trial, epochs in (("a_00000", 3), ("a_00001", 2)):  # trained before an interruption
+        run = RunDir(tmp_path / f"trial-{trial}" / "run")
+        for epoch in range(epochs):
+            run.append_metrics({"stage": "train", "epoch": epoch, "loss": 0.5})
+    (tmp_path / "trial-a_00002" / "run").mkdir(parents=True)  # created, never trained
+    budget = TrialEpochBudget(8, tmp_path)
+    assert budget.spent() == 5 and not budget.stop_all()
+    assert budget("a_00001", {"epochs_done": 3}) is False  # a resumed trial: 3 epochs in all, not 2 + 3
+    assert budget.spent() == 6 and not budget.stop_all()
+    budget("a_00002", {"epochs_done": 1})
+    assert budget.spent() == 7 and not budget.stop_all()
+    budget("a_00002", {"loss": 0.1})  # a result without the count changes nothing
+    budget("a_00002", {"epochs_done": 2})
+    assert budget.spent() == 8 and budget.stop_all()
+    with pytest.raises(ConfigError, match=r"search\.max_trial_epochs: must be >= 1"):
+        load_search("compare", {"max_trial_epochs": 0})
+    assert load_search("compare", {"max_trial_epochs": 540}).options.budget(20, 40) == (
+        "optuna (TPE), 20 trials, at most 540 trial-epochs, ASHA grace 10 of 40 epochs, reduction 2, 3 final seeds")
+
+
+@pytest.mark.ray
+def test_a_search_ends_when_its_trial_epoch_budget_is_spent(ray_session, tmp_path):
+    # 6 trials of 3 epochs would train 18; a budget of 5 ends the search during the second trial (one
+    # trial at a time, no early stopping)
+    study = start_study(["search=rns-lr-reg", "search.num_samples=6", "search.max_concurrent=1",
+                         "search.scheduler=none", "search.max_trial_epochs=5", "trainer.threads=1", *BASE],
+                        tmp_path / "study", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    lines: list[str] = []
+    summary = run_study(study, report=lines.append)
+    row = summary["rows"][0]
+    assert 5 <= row["trial_epochs"] <= 6, row  # at most one epoch in flight beyond the budget
+    assert row["trials"] == 2, summary["trials"]
+    assert any(line.startswith("[rns] the budget of 5 trial-epochs is spent") and "2 of 6 trials started" in line
+               for line in lines), lines

@@ -87,6 +87,10 @@ class SearchOptions:
     # every searched key leaves that stage unchanged
     share_pretraining: bool = True
     only: tuple[str, ...] = ()  # search only these of the file's samplers (e.g. to redo one); () = all
+    # end a sampler's search once its trials together have trained this many epochs (all stages; a shared
+    # pre-training not counted), whatever num_samples says: the same compute for every sampler
+    # (raysearch/tune/budget.py); None: num_samples trials
+    max_trial_epochs: int | None = None
 
     def __post_init__(self) -> None:
         require(self.num_samples >= 1, "search.num_samples", "must be >= 1")
@@ -98,6 +102,8 @@ class SearchOptions:
         require(self.reduction_factor > 1, "search.reduction_factor", "must be > 1")
         require(self.final_seeds >= 1, "search.final_seeds", "must be >= 1")
         require(self.startup_trials >= 1, "search.startup_trials", "must be >= 1")
+        require(self.max_trial_epochs is None or self.max_trial_epochs >= 1, "search.max_trial_epochs",
+                "must be >= 1 (or null: no budget beyond search.num_samples)")
 
 
     def budget(self, trials: int, max_epochs: int) -> str:
@@ -107,7 +113,8 @@ class SearchOptions:
         stopping = (f"ASHA grace {self.grace_for(max_epochs)} of {max_epochs} epochs, reduction {self.reduction_factor:g}"
                     if self.scheduler == "asha" else f"no early stopping, {max_epochs} epochs")
         seeds = f"{self.final_seeds} final seed{'s' if self.final_seeds != 1 else ''}"
-        return f"{algorithm}, {trials} trials, {stopping}, {seeds}"
+        cap = f", at most {self.max_trial_epochs} trial-epochs" if self.max_trial_epochs is not None else ""
+        return f"{algorithm}, {trials} trials{cap}, {stopping}, {seeds}"
 
     def grace_for(self, max_epochs: int) -> int:
         """ASHA's grace period for trials of at most ``max_epochs`` epochs: ``grace_period`` when set, else

@@ -267,10 +267,24 @@ def _search(study: Study, sampler: str, fixed: list[str], settings: dict, concur
                                         num_samples=num_samples, max_concurrent_trials=concurrency,
                                         trial_dirname_creator=_trial_dirname),
             run_config=tune.RunConfig(name=name, storage_path=str(study.tune_dir.resolve()), verbose=0,
-                                      callbacks=callbacks),
+                                      callbacks=callbacks, stop=_budget_stopper(study, path)),
         )
     results = tuner.fit()
-    return _best_trial(results, metric, space, sampler, fixed)
+    selection = _best_trial(results, metric, space, sampler, fixed)
+    cap = study.search.options.max_trial_epochs
+    if cap is not None and selection["trial_epochs"] >= cap:
+        report(f"[{sampler}] the budget of {cap} trial-epochs is spent ({selection['trial_epochs']}): "
+               f"{len(selection['trials'])} of {total} trials started")
+    return selection
+
+
+def _budget_stopper(study: Study, search_dir: Path):
+    """``search.max_trial_epochs``'s stopper (None without a budget)."""
+    if study.search.options.max_trial_epochs is None:
+        return None
+    from raysearch.tune.budget import TrialEpochBudget
+
+    return TrialEpochBudget(study.search.options.max_trial_epochs, search_dir)
 
 
 def _trial_dirname(trial) -> str:

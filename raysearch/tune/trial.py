@@ -25,12 +25,18 @@ class TuneReportingContext(LocalContext):
     resumed trial goes on from its own epoch. ``None`` (final runs) reports every stage, for MLflow's curves.
     """
 
-    def __init__(self, output_stage: str | None = None) -> None:
+    def __init__(self, output_stage: str | None = None, run_dir: RunDir | None = None) -> None:
         self.output_stage = output_stage
-        self.epochs_done = 0
+        self.run_dir = run_dir
+        self.epochs_done: int | None = None if run_dir is not None else 0
 
     def epoch_done(self, stage: str, epoch: int, stage_dir: Path, record: dict) -> None:
-        self.epochs_done += 1
+        # ``epochs_done``: the run's epochs so far, all stages; a resumed trial counts those trained before
+        # (its run directory's records, this epoch's included; read once)
+        if self.epochs_done is None:
+            self.epochs_done = len(self.run_dir.read_metrics())
+        else:
+            self.epochs_done += 1
         if not record.get("valid") or self.output_stage not in (None, stage):
             return
         from ray import tune
@@ -81,10 +87,10 @@ def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
         run_dir.write_config(config_tree(cfg))
     dataset = load_dataset(cfg.dataset, data_dir=settings.get("data_dir"), cache_dir=settings.get("cache_dir"))
     final = bool(config.get("_final"))
-    context = TuneReportingContext(None if final else pipeline_of(cfg.sampler.name).output_stage)
+    context = TuneReportingContext(None if final else pipeline_of(cfg.sampler.name).output_stage, run_dir)
     results = run_training(cfg, dataset, run_dir, context=context, threads=settings["threads"],
                            evaluate_test=final, callbacks=[RayMetricsCallback(dataset.name, cfg.model.name)])
     if final:
         tune.report({**{f"{METRIC_PREFIX}{k}": v for k, v in results["valid"].items()},
                      **{f"test/{k}": v for k, v in results["test"].items()},
-                     "epochs_done": context.epochs_done})
+                     "epochs_done": context.epochs_done or 0})
