@@ -115,3 +115,9 @@ def test_quick_run_through_cli(tmp_path, capsys):
 def test_stage_past_the_guard_is_stopped(tmp_path):
     out = grow.run_stage("load", {"size": 2e4, "workdir": str(tmp_path)}, limit=1 << 20)  # 1 MiB: below any python
     assert out["error"].startswith("stopped: RSS")
+
+
+def test_the_mf_stage_times_bench_steps_step_with_its_settings():
+    from raysearch.bench import grow, steps
+
+    assert (grow.DIM, grow.BATCH, grow.LR, grow.REG, grow.SEED) == (steps.DIM, steps.BATCH, steps.LR, steps.REG, steps.SEED)

@@ -91,7 +91,7 @@ QUICK_SIZES = (2e4, 1e5)
 INTERACTIONS_PER_USER = 35  # Gowalla: 34.4
 INTERACTIONS_PER_ITEM = 25  # Gowalla: 25.1
 MEAN_EXPOSURES = 125  # generator exposures a user: ~28% end observed, ~35 interactions a user
-DIM, BATCH, LR, REG, SEED = 64, 2048, 1e-3, 1e-4, 2026
+DIM, BATCH, LR, REG, SEED = 64, 2048, 1e-3, 1e-4, 2026  # bench steps' (its trainer_step is the MF stage's step)
 COMMUNITIES, ALPHA = 64, 0.8
 OPTIMISERS = ("adam", "sparse_adam")
 EVAL_USERS = 4096  # validation users ranked; the stage's time is scaled to all of them
@@ -461,44 +461,26 @@ def _stage_mf(dataset: Any, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _mf_epoch(dataset: Any, optimiser: str, spec: dict[str, Any]) -> dict[str, Any]:
-    import torch
-
-    from raysearch.config import TrainerConfig
-    from raysearch.losses import LOSSES, LossSettings
-    from raysearch.models import make_model
-    from raysearch.rng import make_rng, torch_seed
-    from raysearch.samplers import make_sampler
+    from raysearch.bench.steps import trainer_step
+    from raysearch.rng import make_rng
     from raysearch.train.batches import n_steps_for, pair_batches, pair_rows
-    from raysearch.train.optimisers import make_optimiser
-    from raysearch.train.rundir import RunDir
-    from raysearch.train.trainer import Trainer
 
-    cfg = TrainerConfig(optimizer=optimiser, batch_size=BATCH, lr=LR, reg=REG, threads=1, progress=False)
     t0 = time.perf_counter()
-    torch.manual_seed(SEED)
-    model = make_model("mf", dataset.n_users, dataset.n_items, dataset.train, dim=DIM)
-    sampler = make_sampler("rns", dataset.train)
-    sampler.prepare(model, torch_seed(SEED, "bench-grow", "sampler"))
-    rng = make_rng(SEED, "bench-grow", optimiser)
-    sampler.start_epoch(0, rng)
-    trainer = Trainer(model, dataset, cfg, None, RunDir(Path(spec["workdir"]) / f"run-{optimiser}"))
-    optimizer = make_optimiser(optimiser, model, sampler.parameters(), LR)
-    loss, settings = LOSSES.get("bpr"), LossSettings(margin=cfg.margin, temperature=cfg.temperature)
-    model.train()
+    step_on = trainer_step(dataset, optimiser, spec["workdir"], stream="bench-grow")  # bench steps' step
     users_all, items_all = pair_rows(dataset.train)
     n_steps = n_steps_for(users_all.size, BATCH)
-    batches = pair_batches(users_all, items_all, n_steps, rng)
+    batches = pair_batches(users_all, items_all, n_steps, make_rng(SEED, "bench-grow", "shuffle", optimiser))
     first = next(batches)  # the shuffle happens here
     setup = time.perf_counter() - t0
     warmup = min(WARMUP_STEPS, n_steps - 1) if n_steps > 1 else 0  # at least one step is timed
     done = 0
     pending = [first]
     for _ in range(warmup):
-        trainer.train_step(sampler, pending.pop() if pending else next(batches), optimizer, loss, settings, rng)
+        step_on(pending.pop() if pending else next(batches))
         done += 1
     timed, t0 = 0, time.perf_counter()
     while done < n_steps and (timed < MIN_STEPS or time.perf_counter() - t0 < spec["min_step_seconds"]):
-        trainer.train_step(sampler, pending.pop() if pending else next(batches), optimizer, loss, settings, rng)
+        step_on(pending.pop() if pending else next(batches))
         done += 1
         timed += 1
     step = (time.perf_counter() - t0) / timed
@@ -536,16 +518,21 @@ def _stage_eval(dataset: Any, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- memory, machine, table
-def _status(field: str, pid: int | str = "self") -> int | None:
-    """A ``/proc/<pid>/status`` size field in bytes (None where unreadable)."""
+def _proc_bytes(path: str, field: str) -> int | None:
+    """A size field (kB) of a ``/proc`` file such as ``/proc/self/status`` or ``/proc/meminfo``, in bytes
+    (None where unreadable)."""
     try:
-        with open(f"/proc/{pid}/status") as fh:
+        with open(path) as fh:
             for line in fh:
                 if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def _status(field: str, pid: int | str = "self") -> int | None:
+    return _proc_bytes(f"/proc/{pid}/status", field)
 
 
 def _rss() -> int:
@@ -571,14 +558,7 @@ def _child_rss(pid: int) -> int:
 
 
 def _meminfo(field: str) -> int | None:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    return _proc_bytes("/proc/meminfo", field)
 
 
 def _machine() -> dict[str, Any]:

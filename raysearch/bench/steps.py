@@ -34,14 +34,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from raysearch.bench.samplers import _single_thread, interleaved
-from raysearch.config import EvalConfig, TrainerConfig
+from raysearch.config import TrainerConfig
 from raysearch.data.dataset import Dataset
 from raysearch.losses import LOSSES, LossSettings
 from raysearch.models import make_model
 from raysearch.rng import make_rng, torch_seed
 from raysearch.samplers import make_sampler
 from raysearch.train.batches import n_steps_for, pair_batches, pair_rows
-from raysearch.train.evaluator import Evaluator
 from raysearch.train.optimisers import make_optimiser
 from raysearch.train.rundir import RunDir
 from raysearch.train.trainer import Trainer
@@ -65,17 +64,17 @@ def _load(quick: bool, data_dir: str | None) -> Dataset:
     return synthetic_dataset(n_users=3000, n_items=2000)
 
 
-def _trainer_step(dataset: Dataset, optimiser: str, workdir: str) -> Step:
-    """The trainer's step with ``trainer.optimizer=optimiser`` on a fresh MF model."""
+def trainer_step(dataset: Dataset, optimiser: str, workdir: str, stream: str = "bench-steps") -> Step:
+    """The trainer's MF-BPR step (dimension ``DIM``, RNS negatives, ``trainer.optimizer=optimiser``) on a fresh
+    model, its randomness from ``stream``; ``bench steps`` and ``bench grow`` time it."""
     cfg = TrainerConfig(optimizer=optimiser, batch_size=BATCH, lr=LR, reg=REG, threads=1, progress=False)
     torch.manual_seed(SEED)
     model = make_model("mf", dataset.n_users, dataset.n_items, dataset.train, dim=DIM)
     sampler = make_sampler("rns", dataset.train)
-    sampler.prepare(model, torch_seed(SEED, "bench-steps", "sampler"))
-    rng = make_rng(SEED, "bench-steps", optimiser)
+    sampler.prepare(model, torch_seed(SEED, stream, "sampler"))
+    rng = make_rng(SEED, stream, optimiser)
     sampler.start_epoch(0, rng)
-    trainer = Trainer(model, dataset, cfg, Evaluator(dataset, EvalConfig(), cfg.valid_metric),
-                      RunDir(os.path.join(workdir, optimiser)))
+    trainer = Trainer(model, dataset, cfg, None, RunDir(os.path.join(workdir, optimiser)))
     optimizer = make_optimiser(optimiser, model, sampler.parameters(), LR)
     loss, settings = LOSSES.get("bpr"), LossSettings(margin=cfg.margin, temperature=cfg.temperature)
     model.train()
@@ -139,7 +138,7 @@ def run(report: Callable[[str], Any] = print, quick: bool = False, data_dir: str
         return run_block
 
     with _single_thread(), tempfile.TemporaryDirectory() as workdir:
-        contenders: dict[str, Step] = {f"raysearch {name}": _trainer_step(dataset, name, workdir) for name in OPTIMISERS}
+        contenders: dict[str, Step] = {f"raysearch {name}": trainer_step(dataset, name, workdir) for name in OPTIMISERS}
         contenders["torch SparseAdam loop"] = _torch_sparse_adam_step(dataset)
         for fn in contenders.values():  # warm-up: the first torch calls of a process are slow
             for b in range(3):
