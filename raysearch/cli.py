@@ -183,7 +183,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 BENCHES = {"samplers": "samplers", "scoring": "scoring", "eval": "evaluation", "scale": "scale",
-           "tables": "tables", "steps": "steps", "epoch-draws": "epoch_draws", "grow": "grow"}
+           "tables": "tables", "steps": "steps", "epoch-draws": "epoch_draws", "grow": "grow",
+           "propagation": "propagation"}
 
 
 # --------------------------------------------------------------------------- parser
@@ -284,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure speed (samplers, dynamic samplers' scoring, evaluation, "
                                          "distributed scale, table actors, training steps by optimiser, cost curves "
-                                         "as the data grows)")
+                                         "as the data grows, LightGCN's propagation against memory bandwidth)")
     bench.add_argument("what", choices=sorted(BENCHES), help="what to measure")
     _add_common(bench)
     bench.add_argument("--quick", action="store_true", help="a smaller, faster run")

@@ -15,7 +15,14 @@ from raysearch.data.interactions import Interactions
 from raysearch.errors import ConfigError
 from raysearch.samplers import make_sampler
 from raysearch.samplers.alias import RaggedAliasTable
-from raysearch.samplers.exclusion import Complement, ExcludingTables, PairSet, floyd_ranks
+from raysearch.samplers.exclusion import (
+    SORT_QUERIES_ABOVE,
+    Complement,
+    ExcludingTables,
+    PairSet,
+    floyd_ranks,
+    sorted_searchsorted,
+)
 
 P_MIN = 1e-3  # chi-square p-value threshold (fixed seeds: deterministic outcomes)
 
@@ -524,3 +531,13 @@ def test_icpns_rejects_tables_that_do_not_fit_its_parameters():
     small = Interactions.from_pairs(train.pairs()[0], np.minimum(train.pairs()[1], 99), 300, 100)
     with pytest.raises(ConfigError, match="tables: item id 399 is out of range for 100 items"):
         ICPNS(small, {"communities": communities}, tables=tables)
+
+
+@pytest.mark.parametrize("n_queries", [1000, SORT_QUERIES_ABOVE + 1001])
+def test_sorted_searchsorted_answers_as_numpy_does_in_the_queries_order(n_queries):
+    rng = np.random.default_rng(7)
+    haystack = np.unique(rng.integers(0, 10**6, 50_000))
+    queries = rng.integers(-5, 10**6 + 5, n_queries).reshape(-1, 1)  # below, inside and beyond the keys
+    out = sorted_searchsorted(haystack, queries)
+    assert out.shape == queries.shape and out.dtype == np.int64
+    np.testing.assert_array_equal(out, np.searchsorted(haystack, queries))

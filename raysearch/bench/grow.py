@@ -124,6 +124,10 @@ KNOWN_REASONS = {
                                   "= O(size^2); the row-sparse optimiser (sparse_adam) stays linear",
     ("eval", "seconds"): "full ranking scores every item for every validation user: users x items = O(size^2); "
                          "per user it is linear in items (eval ms_per_user)",
+    ("icpns", "acceptance_seconds"): "one sort of the training pairs' (table, item) keys (n log n), then random "
+                                     "gathers and scatters into arrays that outgrow the last-level cache between "
+                                     "1M and 10M (the tables: table_bytes); each such piece alone grows 20-27x "
+                                     "for 10x the size in a stand-alone measure",
     ("icpns", "kmeans_seconds"): "Lloyd's iterations until convergence vary with the data (kmeans_iterations); "
                                  "one iteration is linear (kmeans_seconds_per_iteration)",
 }

@@ -53,7 +53,9 @@ SEED = 2026
 Step = Callable[[tuple[np.ndarray, np.ndarray]], None]  # one training step on a (users, positives) batch
 
 
-def _load(quick: bool, data_dir: str | None) -> Dataset:
+def gowalla_or_synthetic(quick: bool, data_dir: str | None) -> Dataset:
+    """Gowalla (the LightGCN split, as ``conf/dataset/gowalla.yaml``) when its files are under a data directory
+    and not ``quick``; else a small synthetic dataset."""
     from raysearch.data import data_dirs, dataset_config, load_dataset
     from raysearch.data.synthetic import synthetic_dataset
 
@@ -64,17 +66,18 @@ def _load(quick: bool, data_dir: str | None) -> Dataset:
     return synthetic_dataset(n_users=3000, n_items=2000)
 
 
-def trainer_step(dataset: Dataset, optimiser: str, workdir: str, stream: str = "bench-steps") -> Step:
-    """The trainer's MF-BPR step (dimension ``DIM``, RNS negatives, ``trainer.optimizer=optimiser``) on a fresh
-    model, its randomness from ``stream``; ``bench steps`` and ``bench grow`` time it."""
+def trainer_step(dataset: Dataset, optimiser: str, workdir: str, stream: str = "bench-steps",
+                 model_name: str = "mf") -> Step:
+    """The trainer's BPR step (``model_name`` of dimension ``DIM``, RNS negatives, ``trainer.optimizer=optimiser``)
+    on a fresh model, its randomness from ``stream``; ``bench steps``, ``grow`` and ``propagation`` time it."""
     cfg = TrainerConfig(optimizer=optimiser, batch_size=BATCH, lr=LR, reg=REG, threads=1, progress=False)
     torch.manual_seed(SEED)
-    model = make_model("mf", dataset.n_users, dataset.n_items, dataset.train, dim=DIM)
+    model = make_model(model_name, dataset.n_users, dataset.n_items, dataset.train, dim=DIM)
     sampler = make_sampler("rns", dataset.train)
     sampler.prepare(model, torch_seed(SEED, stream, "sampler"))
     rng = make_rng(SEED, stream, optimiser)
     sampler.start_epoch(0, rng)
-    trainer = Trainer(model, dataset, cfg, None, RunDir(os.path.join(workdir, optimiser)))
+    trainer = Trainer(model, dataset, cfg, None, RunDir(os.path.join(workdir, f"{model_name}-{optimiser}")))
     optimizer = make_optimiser(optimiser, model, sampler.parameters(), LR)
     loss, settings = LOSSES.get("bpr"), LossSettings(margin=cfg.margin, temperature=cfg.temperature)
     model.train()
@@ -124,7 +127,7 @@ def run(report: Callable[[str], Any] = print, quick: bool = False, data_dir: str
     steps = steps or (60 if quick else 360)
     block = block or (10 if quick else 20)
     blocks = max(1, steps // block)
-    dataset = _load(quick, data_dir)
+    dataset = gowalla_or_synthetic(quick, data_dir)
     users_all, items_all = pair_rows(dataset.train)
     rng = make_rng(SEED, "bench-steps", "batches")
     batches = list(pair_batches(users_all, items_all, n_steps_for(users_all.size, BATCH), rng))

@@ -33,7 +33,7 @@ from torch import nn
 
 from raysearch.config import require
 from raysearch.models.base import MODELS, Recommender, Representations
-from raysearch.models.graph import SparseGraph, bipartite_adjacency
+from raysearch.models.graph import SparseGraph, bipartite_adjacency, split_nodes
 from raysearch.models.initialisers import INITIALISERS, check_init
 from raysearch.models.layers import mlp_layers
 
@@ -99,4 +99,4 @@ class DMF(Recommender):
             out = F.normalize(out, p=2, dim=1)
         final = self.tables.gather_nodes(out)
         u = self.n_users
-        return Representations(final[:u], final[u:], layer0[:u], layer0[u:])
+        return Representations(*split_nodes(final, u), *split_nodes(layer0, u))

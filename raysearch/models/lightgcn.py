@@ -12,7 +12,7 @@ import torch
 
 from raysearch.config import require
 from raysearch.models.base import MODELS, Recommender, Representations
-from raysearch.models.graph import SparseGraph, symmetric_normalised
+from raysearch.models.graph import SparseGraph, split_nodes, symmetric_normalised
 from raysearch.models.initialisers import INITIALISERS, check_init
 
 
@@ -61,5 +61,6 @@ class LightGCN(Recommender):
         views = {}
         if self.keep_layers:  # (n, L + 1, d), for layer-mixing samplers
             stacked = self.tables.gather_nodes(torch.cat(layers, dim=1)).view(final.shape[0], len(layers), -1)
-            views = {"user_layers": stacked[:u], "item_layers": stacked[u:]}
-        return Representations(final[:u], final[u:], layer0[:u], layer0[u:], views=views)
+            user_layers, item_layers = split_nodes(stacked, u)
+            views = {"user_layers": user_layers, "item_layers": item_layers}
+        return Representations(*split_nodes(final, u), *split_nodes(layer0, u), views=views)

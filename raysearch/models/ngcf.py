@@ -21,7 +21,7 @@ from torch import nn
 from raysearch.config import require
 from raysearch.errors import ConfigError
 from raysearch.models.base import MODELS, Recommender, Representations
-from raysearch.models.graph import SparseGraph, mean_normalised_with_self_loops
+from raysearch.models.graph import SparseGraph, mean_normalised_with_self_loops, split_nodes
 from raysearch.models.initialisers import INITIALISERS, check_init
 
 
@@ -90,5 +90,6 @@ class NGCF(Recommender):
                 raise ConfigError(f"model.layer_sizes: mixing NGCF's layers needs every layer of model.dim="
                                   f"{self.params.dim}, got {list(self.params.layer_sizes)}")
             stacked = final.view(final.shape[0], len(layers), -1)  # the concatenation, layer by layer
-            views = {"user_layers": stacked[:u], "item_layers": stacked[u:]}
-        return Representations(final[:u], final[u:], layer0[:u], layer0[u:], views=views)
+            user_layers, item_layers = split_nodes(stacked, u)
+            views = {"user_layers": user_layers, "item_layers": item_layers}
+        return Representations(*split_nodes(final, u), *split_nodes(layer0, u), views=views)
