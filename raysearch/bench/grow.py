@@ -135,7 +135,7 @@ KNOWN_REASONS = {
 # Peak-RSS model (bytes) calibrated on measured runs; see estimate_peak_bytes.
 _BASE = 80 << 20  # python + numpy + raysearch.data
 _TORCH = 260 << 20  # + torch (every stage but load)
-_LOAD_PER_INTERACTION = 320  # the generator's exposures and temporaries
+_LOAD_PER_INTERACTION = 390  # the generator's exposures and temporaries (measured 384-388 B at 10M and 50M)
 _DATASET_PER_INTERACTION = 40  # a read dataset (three CSR splits, id maps, extras) and its reading
 
 
