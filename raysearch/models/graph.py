@@ -7,7 +7,7 @@ official code), and stored as a torch CSR tensor with int32 indices. The backwar
 
 Both products run as ``embedding_bag(col_indices, X, crow_indices, per_sample_weights=values, mode="sum")``:
 row r of A @ X is the weighted sum of the rows of X its stored entries name, which is exactly a weighted
-bag of embeddings. On CPU that kernel is vectorised and 2.5-4x faster than torch's CSR @ dense
+bag of embeddings. On CPU that kernel is vectorised and 2.4-3.1x faster than torch's CSR @ dense
 (``raysearch bench propagation``); the sums are the same to float32 rounding, not to the bit.
 """
 
