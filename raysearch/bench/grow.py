@@ -91,7 +91,9 @@ QUICK_SIZES = (2e4, 1e5)
 INTERACTIONS_PER_USER = 35  # Gowalla: 34.4
 INTERACTIONS_PER_ITEM = 25  # Gowalla: 25.1
 MEAN_EXPOSURES = 125  # generator exposures a user: ~28% end observed, ~35 interactions a user
-DIM, BATCH, LR, REG, SEED = 64, 2048, 1e-3, 1e-4, 2026  # bench steps' (its trainer_step is the MF stage's step)
+# bench steps' settings (its trainer_step is the MF stage's step), repeated rather than imported: importing
+# raysearch.bench.steps imports torch, which the load stage's child must not (its peak RSS is measured)
+DIM, BATCH, LR, REG, SEED = 64, 2048, 1e-3, 1e-4, 2026
 COMMUNITIES, ALPHA = 64, 0.8
 OPTIMISERS = ("adam", "sparse_adam")
 EVAL_USERS = 4096  # validation users ranked; the stage's time is scaled to all of them

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from raysearch.bench.samplers import _single_thread, interleaved
-from raysearch.bench.steps import BATCH, DIM, gowalla_or_synthetic, trainer_step
+from raysearch.bench.steps import BATCH, DIM, SEED, gowalla_or_synthetic, trainer_step
 from raysearch.models import graph, make_model
 from raysearch.models.graph import SparseGraph, symmetric_normalised
 from raysearch.rng import make_rng
@@ -41,7 +41,8 @@ from raysearch.train.batches import n_steps_for, pair_batches, pair_rows
 
 LAYERS = 3
 ADAM_PASSES = 7  # dense Adam: read parameter, gradient, two moments; write parameter, two moments
-KERNELS = {"torch CSR @ dense (before)": lambda csr, x: csr @ x, "embedding_bag (now)": graph.csr_matmul}
+NOW = "embedding_bag (now)"
+KERNELS = {"torch CSR @ dense (before)": lambda csr, x: csr @ x, NOW: graph.csr_matmul}
 
 
 def product_bytes(n_rows: int, n_cols: int, nnz: int, dim: int) -> dict[str, int]:
@@ -81,7 +82,7 @@ def run(report: Callable[[str], Any] = print, quick: bool = False, data_dir: str
     n, nnz = adjacency.shape[0], adjacency.values().numel()
     users_all, items_all = pair_rows(dataset.train)
     steps_per_epoch = n_steps_for(users_all.size, BATCH)
-    batches = list(pair_batches(users_all, items_all, steps_per_epoch, make_rng(2026, "bench-propagation")))
+    batches = list(pair_batches(users_all, items_all, steps_per_epoch, make_rng(SEED, "bench-propagation")))
     with _single_thread(), tempfile.TemporaryDirectory() as workdir:
         bandwidth = copy_bandwidth(64 if quick else 512, 5 if quick else 9)
         x = torch.randn(n, DIM)
@@ -117,7 +118,6 @@ def run(report: Callable[[str], Any] = print, quick: bool = False, data_dir: str
     adam_bytes = ADAM_PASSES * 4 * DIM * n
     step_bytes = {k: 2 * LAYERS * v + adam_bytes for k, v in per_product.items()}
     floor_s = {k: steps_per_epoch * v / bandwidth for k, v in step_bytes.items()}
-    now = "embedding_bag (now)"
     epoch_s = {name: steps_per_epoch * ms / 1e3 for name, ms in step_ms.items()}
 
     source = dataset.name
@@ -136,7 +136,7 @@ def run(report: Callable[[str], Any] = print, quick: bool = False, data_dir: str
     for name in KERNELS:
         report(f"  {name:<28} {kernel_ms[name]:12.1f} {step_ms[name]:10.1f} {epoch_s[name]:11.1f} "
                f"{epoch_s[name] / floor_s['gathered']:16.2f}x")
-    report(f"  step with {now}: propagation forward {phase_ms['forward']:.1f} ms, "
+    report(f"  step with {NOW}: propagation forward {phase_ms['forward']:.1f} ms, "
            f"forward + backward {phase_ms['forward + backward']:.1f} ms")
     return {"dataset": source, "dim": DIM, "layers": LAYERS, "nodes": n, "nnz": nnz,
             "steps_per_epoch": steps_per_epoch, "load_average": [load_before[0], load_after[0]],
