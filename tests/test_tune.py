@@ -419,3 +419,32 @@ def test_a_search_ends_when_its_trial_epoch_budget_is_spent(ray_session, tmp_pat
     assert row["trials"] == 2, summary["trials"]
     assert any(line.startswith("[rns] the budget of 5 trial-epochs is spent") and "2 of 6 trials started" in line
                for line in lines), lines
+
+
+@pytest.mark.ray
+def test_an_experiment_interrupted_before_tune_saved_its_state_runs_again_with_its_space(ray_session, tmp_path):
+    # Tune writes its tuner when a Tuner is created and the experiment's state only once it runs, and it
+    # does not save the search space: restored in between (Ctrl-C at that moment), it would restart from
+    # an empty space (one trial, empty config). Such an experiment starts again, what it left removed.
+    from ray import tune
+
+    from raysearch.tune.study import restore_or_start
+
+    def trainable(config):
+        tune.report({"x": config["x"]})
+
+    space = {"x": tune.grid_search([1, 2, 3])}
+
+    def start():
+        return tune.Tuner(trainable, param_space=space,
+                          run_config=tune.RunConfig(name="exp", storage_path=str(tmp_path), verbose=0))
+
+    start()  # created, never run
+    (tmp_path / "exp" / "trial-left").mkdir()
+    tuner = restore_or_start(tmp_path / "exp", trainable, start)
+    assert not (tmp_path / "exp" / "trial-left").exists()
+    first = sorted((result.metrics["x"], result.path) for result in tuner.fit())
+    assert [x for x, _ in first] == [1, 2, 3]
+    # once run, it is restored (its trials kept), not started again
+    again = restore_or_start(tmp_path / "exp", trainable, lambda: pytest.fail("started again"))
+    assert sorted((result.metrics["x"], result.path) for result in again.fit()) == first

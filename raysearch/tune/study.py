@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -240,35 +241,36 @@ def _search(study: Study, sampler: str, fixed: list[str], settings: dict, concur
     budget = {f"{TAG_PREFIX}search_budget": study.search.options.budget(total, max_t)}
     callbacks = [mlflow_callback(study.tracking_uri, study.experiment, study.path.name, "search", settings, budget),
                  TrialsRunning(study.path.name), TrialProgress(sampler, total, metric, list(space), report=report)]
-    if tune.Tuner.can_restore(str(path)):
-        report(f"[{sampler}] resuming the search in {path}")
-        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    if grid:
+        if any(not d.grid for d in space.values()):
+            raise ConfigError("search.algorithm=grid needs grid values for every dimension")
+        param_space.update({k: tune.grid_search(list(d.grid)) for k, d in space.items()})
     else:
-        report(f"[{sampler}] searching {', '.join(space) or '(no parameters)'}: "
-               f"{total} trials, {concurrency} at a time")
-        if grid:
-            param_space.update({k: tune.grid_search(list(d.grid)) for k, d in space.items()})
-            search_alg, num_samples = None, 1
-            if any(not d.grid for d in space.values()):
-                raise ConfigError("search.algorithm=grid needs grid values for every dimension")
-        else:
-            param_space.update({k: d.to_tune() for k, d in space.items()})
-            search_alg = _optuna(study, metric) if space else None
-            num_samples = study.search.options.num_samples
+        param_space.update({k: d.to_tune() for k, d in space.items()})
+
+    def start():
+        search_alg = None if grid or not space else _optuna(study, metric)
         scheduler = None
         if study.search.options.scheduler == "asha":
             scheduler = ASHAScheduler(time_attr="stage_epochs", max_t=max_t,
                                       grace_period=study.search.options.grace_for(max_t),
                                       reduction_factor=study.search.options.reduction_factor)
-        tuner = tune.Tuner(
+        return tune.Tuner(
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(metric=metric, mode="max", search_alg=search_alg, scheduler=scheduler,
-                                        num_samples=num_samples, max_concurrent_trials=concurrency,
-                                        trial_dirname_creator=_trial_dirname),
+                                        num_samples=1 if grid else study.search.options.num_samples,
+                                        max_concurrent_trials=concurrency, trial_dirname_creator=_trial_dirname),
             run_config=tune.RunConfig(name=name, storage_path=str(study.tune_dir.resolve()), verbose=0,
                                       callbacks=callbacks, stop=_budget_stopper(study, path)),
         )
+
+    if tune_state_saved(path):
+        report(f"[{sampler}] resuming the search in {path}")
+    else:
+        report(f"[{sampler}] searching {', '.join(space) or '(no parameters)'}: "
+               f"{total} trials, {concurrency} at a time")
+    tuner = restore_or_start(path, trainable, start)
     results = tuner.fit()
     selection = _best_trial(results, metric, space, sampler, fixed)
     cap = study.search.options.max_trial_epochs
@@ -276,6 +278,30 @@ def _search(study: Study, sampler: str, fixed: list[str], settings: dict, concur
         report(f"[{sampler}] the budget of {cap} trial-epochs is spent ({selection['trial_epochs']}): "
                f"{len(selection['trials'])} of {total} trials started")
     return selection
+
+
+def restore_or_start(path: Path, trainable, start):
+    """The Tune experiment at ``path``: restored (unfinished and errored trials resumed) when Tune saved its
+    state there, else ``start()``'s new ``Tuner``.
+
+    Tune writes its tuner when a ``Tuner`` is created but the experiment's state only once it runs, and it
+    does not save the search space: an experiment interrupted in between (or while its tuner was being
+    written) cannot be restored, only run again; so it starts afresh, and what it left is removed first
+    (a trial directory from then would count in the search's budget)."""
+    from ray import tune
+
+    if tune_state_saved(path):
+        return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    if path.exists():
+        shutil.rmtree(path)
+    return start()
+
+
+def tune_state_saved(path: Path) -> bool:
+    """Whether Tune saved an experiment's state in ``path`` (it then can be resumed)."""
+    from ray.tune.execution.tune_controller import TuneController
+
+    return any(path.glob(TuneController.CKPT_FILE_TMPL.format("*")))
 
 
 def _budget_stopper(study: Study, search_dir: Path):
@@ -350,16 +376,14 @@ def _final_runs(study: Study, selections: dict, settings: dict, concurrency: int
                  TrialsRunning(study.path.name),
                  TrialProgress("final", len(configs), _metric_key(study), describe=describe, report=report)]
     report(f"final: the selected configuration of each sampler on seeds {seeds} (test evaluated once per run)")
-    if tune.Tuner.can_restore(str(path)):
-        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"_final_index": tune.grid_search(list(range(len(configs))))},
-            tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, trial_dirname_creator=_trial_dirname),
-            run_config=tune.RunConfig(name="final", storage_path=str(study.tune_dir.resolve()), verbose=0,
-                                      callbacks=callbacks),
-        )
+    param_space = {"_final_index": tune.grid_search(list(range(len(configs))))}
+    tuner = restore_or_start(path, trainable, lambda: tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, trial_dirname_creator=_trial_dirname),
+        run_config=tune.RunConfig(name="final", storage_path=str(study.tune_dir.resolve()), verbose=0,
+                                  callbacks=callbacks),
+    ))
     grid = tuner.fit()
     runs = []
     for result in grid:
