@@ -298,6 +298,7 @@ class TrainerConfig:
     device: Literal["cpu", "cuda"] = "cpu"
     threads: int = 0  # torch intra-op threads; 0: the CPUs available to this process, divided by shared_by
     shared_by: int = 1  # runs sharing this machine's CPUs (threads=0 gives each an even share)
+    keep_freed_memory: bool = True  # glibc: reuse freed buffers instead of page-faulting new ones (raysearch/heap.py)
     workers: int = 1  # > 1: Ray Train workers with row-sharded embeddings
     max_failures: int = 0  # Ray Train: worker-group restarts from the latest checkpoint before giving up
     eval_every: int = 1

@@ -10,6 +10,8 @@ that listens on loopback only:
   ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (the single-machine mode Ray uses on macOS and Windows);
 - the gloo process groups of Ray Train workers listen on the loopback interface (``GLOO_SOCKET_IFNAME``);
 - no dashboard;
+- one malloc arena a process (``raysearch.heap.WORKER_HEAP_ENVIRONMENT``): Tune and Train run the training
+  function in a thread, whose own arena would page-fault every large step buffer anew;
 - token authentication stays as configured (``RAY_AUTH_MODE``; unset, Ray 2.60 turns it on for a new
   local cluster and writes ``~/.ray/auth_token``). Nothing here turns it off.
 
@@ -22,6 +24,8 @@ from __future__ import annotations
 import os
 import socket
 from typing import Any
+
+from raysearch.heap import WORKER_HEAP_ENVIRONMENT
 
 LOOPBACK_NODE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
@@ -49,7 +53,7 @@ def init_ray(**options: Any) -> None:
     ``num_cpus``); no-op when Ray is already initialised."""
     address = os.environ.get("RAY_ADDRESS")
     if not address:
-        for key, value in loopback_environment().items():
+        for key, value in {**loopback_environment(), **WORKER_HEAP_ENVIRONMENT}.items():
             os.environ.setdefault(key, value)
     import ray
 

@@ -32,6 +32,7 @@ from raysearch.errors import ConfigError, RaysearchError, RunStateError
 from raysearch.evaluation import PER_USER_FILE, save_per_user
 from raysearch.evaluation.breakdown import group_means
 from raysearch.evaluation.significance import probability_below
+from raysearch.heap import keep_freed_memory
 from raysearch.models import make_model
 from raysearch.models.base import Recommender
 from raysearch.registry import Registry
@@ -589,6 +590,8 @@ def run_training(cfg: RunConfig, dataset: Dataset, run_dir: RunDir, context: Tra
     context = context or LocalContext()
     started = time.perf_counter()
     threads = configure_threads(threads if threads is not None else cfg.trainer.threads, cfg.trainer.shared_by)
+    if cfg.trainer.keep_freed_memory:
+        keep_freed_memory()  # after the data is loaded: its temporaries still go back to the system
     check_device(cfg)
     pipeline = pipeline_of(cfg.sampler.name)
     pipeline_params, sampler_params = split_sampler_params(cfg.sampler.params, pipeline.Params)
