@@ -330,6 +330,42 @@ def test_interrupted_study_resumes_keeping_finished_trials(tmp_path):
         assert _canonical(json.loads((search_dir / name / "run" / "results.json").read_text())) == results, name
 
 
+@pytest.mark.ray
+def test_final_runs_a_restored_experiment_lost_are_run_in_a_next_one(ray_session, tmp_path, monkeypatch):
+    """Tune restores a grid experiment from snapshots of its trials and of its variant generator taken at
+    different moments, so a resumed final experiment can end without a run created between the two (seen
+    with Tune's own interrupt). Simulated here: the first final experiment hands back all its runs but one;
+    the study runs the missing one in ``final-2`` and summarises every seed."""
+    from raysearch.tune import study as study_module
+
+    real = study_module.restore_or_start
+    lost: list[int] = []
+
+    class LosesOneRun:
+        def __init__(self, tuner):
+            self.tuner = tuner
+
+        def fit(self):
+            results = list(self.tuner.fit())
+            lost.append(results[-1].config["_final_index"])
+            return results[:-1]
+
+    def restore_or_start(path, trainable, start, param_space):
+        tuner = real(path, trainable, start, param_space)
+        return LosesOneRun(tuner) if path.name == "final" else tuner
+
+    monkeypatch.setattr(study_module, "restore_or_start", restore_or_start)
+    study = start_study(["search=rns-lr-reg", "search.num_samples=1", "search.max_trial_epochs=null",
+                         "search.scheduler=none", "search.final_seeds=3", "trainer.threads=1", *BASE],
+                        tmp_path / "study", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    lines: list[str] = []
+    summary = run_study(study, report=lines.append)
+    assert summary["rows"][0]["final_runs"] == 3
+    assert "final: 1 run(s) missing from the resumed experiment, run in final-2" in lines
+    again = [json.loads(p.read_text()) for p in (study.tune_dir / "final-2").glob("trial-*/run/results.json")]
+    assert [r["seed"] for r in again] == [2026 + lost[0]]
+
+
 def _canonical(results: dict) -> str:
     """A results dict as text that equals itself when it holds NaN (NaN != NaN)."""
     return json.dumps(results, sort_keys=True)
@@ -452,10 +488,10 @@ def test_an_experiment_interrupted_before_tune_saved_its_state_runs_again_with_i
 
     start()  # created, never run
     (tmp_path / "exp" / "trial-left").mkdir()
-    tuner = restore_or_start(tmp_path / "exp", trainable, start)
+    tuner = restore_or_start(tmp_path / "exp", trainable, start, space)
     assert not (tmp_path / "exp" / "trial-left").exists()
     first = sorted((result.metrics["x"], result.path) for result in tuner.fit())
     assert [x for x, _ in first] == [1, 2, 3]
     # once run, it is restored (its trials kept), not started again
-    again = restore_or_start(tmp_path / "exp", trainable, lambda: pytest.fail("started again"))
+    again = restore_or_start(tmp_path / "exp", trainable, lambda: pytest.fail("started again"), space)
     assert sorted((result.metrics["x"], result.path) for result in again.fit()) == first

@@ -84,6 +84,7 @@ def load_study(path: str | Path, tracking_uri: str | None = None) -> Study:
     return Study(path, search, meta["base"], tracking_uri or meta["tracking_uri"], meta["experiment"])
 
 
+FINAL_ATTEMPTS = 3  # experiments that final runs lost by a resumed one may take (see _final_runs)
 _JSON_KINDS = {str: "string", dict: "JSON object", list: "JSON array"}
 
 
@@ -270,7 +271,7 @@ def _search(study: Study, sampler: str, fixed: list[str], settings: dict, concur
     else:
         report(f"[{sampler}] searching {', '.join(space) or '(no parameters)'}: "
                f"{total} trials, {concurrency} at a time")
-    tuner = restore_or_start(path, trainable, start)
+    tuner = restore_or_start(path, trainable, start, param_space)
     results = tuner.fit()
     selection = _best_trial(results, metric, space, sampler, fixed)
     cap = study.search.options.max_trial_epochs
@@ -280,9 +281,12 @@ def _search(study: Study, sampler: str, fixed: list[str], settings: dict, concur
     return selection
 
 
-def restore_or_start(path: Path, trainable, start):
+def restore_or_start(path: Path, trainable, start, param_space: dict[str, Any]):
     """The Tune experiment at ``path``: restored (unfinished and errored trials resumed) when Tune saved its
     state there, else ``start()``'s new ``Tuner``.
+
+    ``param_space``: the one ``start`` gives its ``Tuner``, handed to the restore as well: Tune leaves it out
+    of ``tuner.pkl`` and takes it again on restore (checking its keys against the original's).
 
     Tune writes its tuner when a ``Tuner`` is created but the experiment's state only once it runs, and it
     does not save the search space: an experiment interrupted in between (or while its tuner was being
@@ -291,7 +295,8 @@ def restore_or_start(path: Path, trainable, start):
     from ray import tune
 
     if tune_state_saved(path):
-        return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True)
+        return tune.Tuner.restore(str(path), trainable=trainable, resume_unfinished=True, resume_errored=True,
+                                  param_space=param_space)
     if path.exists():
         shutil.rmtree(path)
     return start()
@@ -365,7 +370,6 @@ def _final_runs(study: Study, selections: dict, settings: dict, concurrency: int
                 "_fixed": [*sel["fixed"], f"trainer.seed={seed}"], **sel["best"]["params"]}
                for sampler, sel in selections.items() for seed in seeds]
     settings = {**settings, "final_configs": configs}
-    path = study.tune_dir / "final"
     trainable = tune.with_resources(tune.with_parameters(run_trial, settings=settings),
                                     {"cpu": settings["threads"]})
     def describe(config: dict[str, Any]) -> str:
@@ -376,19 +380,35 @@ def _final_runs(study: Study, selections: dict, settings: dict, concurrency: int
                  TrialsRunning(study.path.name),
                  TrialProgress("final", len(configs), _metric_key(study), describe=describe, report=report)]
     report(f"final: the selected configuration of each sampler on seeds {seeds} (test evaluated once per run)")
-    param_space = {"_final_index": tune.grid_search(list(range(len(configs))))}
-    tuner = restore_or_start(path, trainable, lambda: tune.Tuner(
-        trainable,
-        param_space=param_space,
-        tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, trial_dirname_creator=_trial_dirname),
-        run_config=tune.RunConfig(name="final", storage_path=str(study.tune_dir.resolve()), verbose=0,
-                                  callbacks=callbacks),
-    ))
-    grid = tuner.fit()
-    runs = []
-    for result in grid:
-        if result.error is not None or not result.metrics:
-            raise ConfigError(f"a final run failed: {result.error}")
-        config = configs[result.config["_final_index"]]
-        runs.append({"sampler": config["_sampler"], "metrics": result.metrics, "path": str(result.path)})
-    return runs
+    runs: dict[int, dict] = {}
+    # Tune restores a grid experiment from snapshots of its trials and of its variant generator taken at
+    # different moments, and a run created between the two is lost on resume; so the runs a restored
+    # experiment lacks run in a next one ("final-2", ...), which a later resume restores in turn.
+    for attempt in range(1, FINAL_ATTEMPTS + 1):
+        pending = [i for i in range(len(configs)) if i not in runs]
+        if not pending:
+            break
+        name = "final" if attempt == 1 else f"final-{attempt}"
+        if attempt > 1:
+            report(f"final: {len(pending)} run(s) missing from the resumed experiment, run in {name}")
+        param_space = {"_final_index": tune.grid_search(pending)}
+
+        def start(name: str = name, param_space: dict = param_space):
+            return tune.Tuner(
+                trainable,
+                param_space=param_space,
+                tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, trial_dirname_creator=_trial_dirname),
+                run_config=tune.RunConfig(name=name, storage_path=str(study.tune_dir.resolve()), verbose=0,
+                                          callbacks=callbacks),
+            )
+
+        tuner = restore_or_start(study.tune_dir / name, trainable, start, param_space)
+        for result in tuner.fit():
+            if result.error is not None or not result.metrics:
+                raise ConfigError(f"a final run failed: {result.error}")
+            index = result.config["_final_index"]
+            runs[index] = {"sampler": configs[index]["_sampler"], "metrics": result.metrics, "path": str(result.path)}
+    if len(runs) < len(configs):
+        raise RunStateError(f"final: {len(configs) - len(runs)} run(s) still missing after {FINAL_ATTEMPTS} "
+                             f"experiments in {study.tune_dir}")
+    return [runs[i] for i in sorted(runs)]
