@@ -4,7 +4,7 @@ glibc's ``malloc`` serves every request above its mmap threshold (at most 32 MiB
 fresh ``mmap`` and gives it back to the kernel at ``free``. A CPU step whose temporaries exceed that size
 (a sampled softmax over 64 negatives at 4,096 rows: (4,096 x 65 x 64) floats, 68 MB a tensor; MixGCF's
 mixed candidates; LightGCL's contrastive logits) therefore touches every page of every temporary for the
-first time, each step: a minor page fault per 4 KiB. That, not arithmetic, was three quarters of such a
+first time, each step: a minor page fault per page (4 KiB, or 2 MiB with transparent huge pages). That, not arithmetic, was three quarters of such a
 step (BENCHMARKS.md, "Freed memory kept in the heap"). ``keep_freed_memory`` turns the mmap path off and the
 heap's trimming down, so freed buffers are reused by the next step at no fault. Arithmetic is untouched:
 the same floats come out, only faster.
@@ -38,11 +38,12 @@ def _glibc_mallopt():
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-        gnu_get_libc_version = libc.gnu_get_libc_version  # glibc only: musl has mallopt as a no-op stub
-    except (OSError, AttributeError):
+    except OSError:
         return None
-    del gnu_get_libc_version
+    # glibc alone has gnu_get_libc_version; musl's mallopt is a stub that does nothing
+    if not hasattr(libc, "gnu_get_libc_version") or not hasattr(libc, "mallopt"):
+        return None
+    mallopt = libc.mallopt
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     return mallopt
