@@ -228,6 +228,12 @@ def test_benchmark_smoke_run_reports_every_sampler():
     ratio = row["speedup_vs_choice"]
     assert ratio["pns"] == pytest.approx(row["choice"]["us_per_batch"] / row["pns"]["us_per_batch"])
     assert any("choice(p)" in line and "pns" in line and "x)" in line for line in lines)
+    # The synthesising samplers (MixGCF, DENS) beside RNS, DNS and AHNS on one random LightGCN.
+    synth = rows[-1]["synthesisers"]
+    for name in ("rns", "dns", "ahns", "mixgcf", "dens"):
+        assert synth[name]["draws_per_s"] > 0
+        assert synth["over_rns"][name] == pytest.approx(synth[name]["us_per_batch"] / synth["rns"]["us_per_batch"])
+        assert any(line.lstrip().startswith(name) and "x rns" in line for line in lines)
 
 
 def test_scoring_benchmark_smoke_run_draws_the_same_negatives_with_both_scorers():

@@ -13,7 +13,10 @@
   65536 and 2^20 rows a call, against ``choice(p)`` per ``batch``;
 
 then the per-epoch sampling cost of GDNS and SRNS against RNS on an ML-1M-like setting (6k users x 3.5k
-items, ~90 positives a user, a GMF-like random scorer of dimension 32).
+items, ~90 positives a user, a GMF-like random scorer of dimension 32); and the cost of a call of the samplers
+that synthesise negatives from a graph backbone's per-layer representations (MixGCF, DENS) beside RNS, DNS and
+AHNS scoring with the same model (``bench_synthesisers``: a random LightGCN, dimension 64, 3 layers, on the
+same ML-1M-like setting; ``quick``: a small one).
 
 The targets (from the project's issue): PNS and ICPNS at least 10x faster than ``choice(p)`` per batch of
 4096 at 1e5 items, and their cost growing at most 2x from 1e4 to 1e6 items.
@@ -252,6 +255,67 @@ def bench_epochs(seed: int, n_users: int = 6000, n_items: int = 3500, per_user: 
     return out
 
 
+SYNTH_DIM, SYNTH_LAYERS = 64, 3  # LightGCN's defaults: MixGCF and DENS pick among L + 1 = 4 layers of d = 64
+SYNTH_SAMPLERS = {  # name: keys (the official settings: MixGCF's Yelp2018 README, DENS's and AHNS's parsers)
+    "rns": {}, "dns": {"num_candidates": 10}, "ahns": {"n_negs": 32}, "mixgcf": {"n_negs": 64}, "dens": {"n_negs": 6},
+}
+
+
+def bench_synthesisers(seed: int, n_users: int = 6000, n_items: int = 3500, per_user: int = 90, batch: int = 4096,
+                       reps: int = 10) -> dict[str, Any]:
+    """Seconds of one sampling call of ``batch`` rows (one negative a row) on a random LightGCN, interleaved.
+
+    MixGCF and DENS synthesise from one propagation's per-layer representations (``synthesise``), the others
+    draw ids scoring with the same model (``make_scorer``), as in the trainer; autograd is on, as in a
+    training step, whose sampling time counts a synthesiser's forward (its graph included; the backward is
+    the step's). The propagation is done once, outside the timing: it is the backbone's cost, not the
+    sampler's. Figures: ``{name: {us_per_batch, draws_per_s, ...}}`` and ``over_rns`` (time ratio).
+    """
+    from raysearch.models import make_model
+    from raysearch.models.base import make_scorer
+
+    rng = make_rng(seed, "bench-synthesisers")
+    train, _ = zipf_train(n_items, rng, n_users=n_users, per_user=per_user)
+    torch.manual_seed(seed)
+    model = make_model("lightgcn", n_users, n_items, train, dim=SYNTH_DIM, n_layers=SYNTH_LAYERS)
+    representations = model.propagate()
+    user_layers, item_layers = model.layer_representations(representations)
+    scorer = make_scorer(model, representations)
+    batches = _batches(train, batch, POOL, rng)
+    fns: dict[str, Callable[[int], Any]] = {}
+    for name, keys in SYNTH_SAMPLERS.items():
+        sampler = make_sampler(name, train, **keys)
+        sampler.prepare(model, seed)  # DENS builds its gates
+        g = make_rng(seed, "bench-synthesisers", name)
+        if sampler.synthesises:
+            def one(rep: int, s=sampler, g=g) -> None:
+                users, items = batches[rep % len(batches)]
+                s.synthesise(users, items, 1, g, user_layers, item_layers, model.layer_pool, model.query)
+        else:
+            def one(rep: int, s=sampler, g=g) -> None:
+                users, items = batches[rep % len(batches)]
+                s.sample(users, items, 1, rng=g, score_fn=scorer)
+        one(0)  # warm-up
+        fns[name] = one
+    out: dict[str, Any] = {"n_users": n_users, "n_items": n_items, "train_pairs": train.nnz, "batch": batch,
+                           "dim": SYNTH_DIM, "n_layers": SYNTH_LAYERS, "reps": reps,
+                           "keys": {k: dict(v) for k, v in SYNTH_SAMPLERS.items()}}
+    for name, times in interleaved(fns, reps).items():
+        out[name] = _rates(times, batch)
+    out["over_rns"] = {k: out[k]["us_per_batch"] / out["rns"]["us_per_batch"] for k in SYNTH_SAMPLERS}
+    return out
+
+
+def _report_synthesisers(report: Callable[[str], Any], figures: dict[str, Any]) -> None:
+    report(f"one sampling call of {figures['batch']} rows on a random LightGCN (dim {figures['dim']}, "
+           f"{figures['n_layers']} layers; {figures['n_users']} users x {figures['n_items']} items), autograd on "
+           f"as in training, {figures['reps']} interleaved repetitions, medians:")
+    for name, keys in figures["keys"].items():
+        setting = ", ".join(f"{k} {v}" for k, v in keys.items())
+        report(f"  {name:<7} {figures[name]['us_per_batch'] / 1e3:9.2f} ms  {_fmt_rate(figures[name]['draws_per_s'])}"
+               f" draws/s  {figures['over_rns'][name]:8.1f}x rns" + (f"  ({setting})" if setting else ""))
+
+
 def _fmt_rate(x: float) -> str:
     return f"{x / 1e6:7.2f}M"
 
@@ -321,4 +385,8 @@ def run(report: Callable[[str], Any] = print, sizes: tuple[int, ...] = (10**3, 1
             report("  (rns/srns: every training row once, batches of 1000 rows; gdns: every user once, "
                    "batches of 1024 users, groups of 32 from pools of 128)")
             rows.append({"epochs": epochs})
+        synth = (bench_synthesisers(seed, n_users=300, n_items=200, per_user=10, batch=256, reps=3) if quick
+                 else bench_synthesisers(seed))
+        _report_synthesisers(report, synth)
+        rows.append({"synthesisers": synth})
     return rows
