@@ -256,7 +256,7 @@ def bench_epochs(seed: int, n_users: int = 6000, n_items: int = 3500, per_user: 
 
 
 SYNTH_DIM, SYNTH_LAYERS = 64, 3  # LightGCN's defaults: MixGCF and DENS pick among L + 1 = 4 layers of d = 64
-SYNTH_SAMPLERS = {  # name: keys (the official settings: MixGCF's Yelp2018 README, DENS's and AHNS's parsers)
+SYNTH_SAMPLERS = {  # name: keys (official settings: MixGCF's Yelp2018 README, DENS's and AHNS's parsers, DNS the ICPNS configs')
     "rns": {}, "dns": {"num_candidates": 10}, "ahns": {"n_negs": 32}, "mixgcf": {"n_negs": 64}, "dens": {"n_negs": 6},
 }
 
