@@ -82,3 +82,43 @@ def test_mixgcf_gradient_reaches_the_positive_and_the_chosen_candidates(train):
     vectors.sum().backward()
     touched = np.flatnonzero(model.tables.item_weight.grad.abs().sum(1).numpy())
     assert 5 in touched and 1 <= touched.size <= 2  # the positive and the one candidate hop mixing kept
+
+
+def _mix_all_candidates(sampler, users, pos, k, rng, user_layers, item_layers, pool, query):
+    """The earlier synthesis: every candidate mixed under autograd, the chosen one gathered (a reference)."""
+    cand = sampler.candidates(users, k, rng)
+    n_layers = item_layers.shape[1]
+    alpha = torch.as_tensor(rng.random((users.size, k, 1, n_layers, 1)), dtype=item_layers.dtype)
+    positive = item_layers[torch.as_tensor(pos)]
+    mixed = alpha * positive[:, None, None] + (1 - alpha) * item_layers[torch.as_tensor(cand)]
+    user_rows = user_layers[torch.as_tensor(users)]
+    anchor = user_rows.mean(dim=1, keepdim=True) if pool == "mean" else user_rows
+    best = (query(anchor)[:, None, None] * mixed).sum(-1).argmax(dim=2).detach()
+    chosen = mixed.gather(2, best[:, :, None, :, None].expand(-1, -1, 1, -1, mixed.shape[-1]))[:, :, 0]
+    return chosen.mean(dim=2) if pool == "mean" else chosen.flatten(2), chosen[:, :, 0]
+
+
+@pytest.mark.parametrize("name,k", [("lightgcn", 1), ("lightgcn", 3), ("ngcf", 1), ("mf", 2)])
+def test_mixgcf_mixing_only_the_chosen_candidates_gives_the_same_floats_and_gradients(name, k, train):
+    params = {"ngcf": {"dim": 8, "layer_sizes": [8, 8], "node_dropout": 0.0, "message_dropout": 0.0},
+              "lightgcn": {"n_layers": 2}}.get(name, {})
+    torch.manual_seed(3)
+    model = make_model(name, 10, 12, train, **params)
+    sampler = make_sampler("mixgcf", train, n_negs=7)
+    users, pos = np.array([0, 3, 3, 9, 5, 5]), np.array([1, 2, 7, 0, 4, 4])
+    out = []
+    for synthesise in (sampler.synthesise, lambda *a: _mix_all_candidates(sampler, *a)):
+        model.zero_grad()
+        user_layers, item_layers = layers_of(model)
+        made = synthesise(users, pos, k, np.random.default_rng(5), user_layers, item_layers, model.layer_pool,
+                          model.query)
+        vectors, rows0 = (made.vectors, made.rows0) if hasattr(made, "vectors") else made
+        weights = torch.linspace(-1, 1, vectors.numel()).reshape(vectors.shape)
+        ((vectors * weights).sum() + rows0.square().sum()).backward()
+        out.append((vectors.detach().clone(), rows0.detach().clone(),
+                    [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (v_new, r_new, g_new), (v_old, r_old, g_old) = out
+    assert torch.equal(v_new, v_old) and torch.equal(r_new, r_old)
+    assert len(g_new) == len(g_old) > 0
+    for new, old in zip(g_new, g_old, strict=True):
+        torch.testing.assert_close(new, old, rtol=0, atol=0)
