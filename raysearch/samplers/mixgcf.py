@@ -73,15 +73,16 @@ class MixGCF(CandidateSynthesiser):
         # the chosen one per layer is mixed again with it (the same float operations, so the same values).
         # Mixing all candidates under autograd kept (B, k, M, L+1, d) tensors for a backward pass that is
         # zero everywhere but the chosen rows.
+        cand_t = torch.as_tensor(cand, device=device)  # (B, k, M) item ids
         with torch.no_grad():
-            candidates = item_layers[torch.as_tensor(cand, device=device)]  # (B, k, M, L+1, d)
+            candidates = item_layers[cand_t]  # (B, k, M, L+1, d)
             mixed = alpha * positive[:, None, None] + (1 - alpha) * candidates
             user_rows = user_layers[u_t]  # (B, L+1, d)
             # the user side of hop mixing: the pooled representation (mean), or each layer's own (concat)
             anchor = user_rows.mean(dim=1, keepdim=True) if pool == "mean" else user_rows
             scores = (query(anchor)[:, None, None] * mixed).sum(-1)  # (B, k, M, L+1)
             best = scores.argmax(dim=2)  # (B, k, L+1): a candidate per layer
-        picked = torch.as_tensor(cand, device=device).gather(2, best)  # (B, k, L+1): item ids
+        picked = cand_t.gather(2, best)  # (B, k, L+1): item ids
         layer = torch.arange(n_layers, device=device)
         a = alpha[:, :, 0]  # (B, k, L+1, 1)
         chosen = a * positive[:, None] + (1 - a) * item_layers[picked, layer]  # (B, k, L+1, d)
